@@ -1,0 +1,30 @@
+"""tinyml: a scalar autograd engine on a flat tape, swept by Numba kernels.
+
+Where things are:
+- ``ops.py``      the op-code table (append-only)
+- ``graph.py``    the tape: growable struct-of-arrays, compaction, evaluation
+- ``kernels.py``  the Numba kernels: forward, backward, update, compaction
+- ``value.py``    ``Value``, the scalar handle with micrograd's operators
+- ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP``
+- ``losses.py``   loss functions
+"""
+
+from . import losses
+from .graph import Graph, current_graph
+from .nn import MLP, Activation, Layer, Module, Neuron
+from .ops import Op
+from .value import Value
+
+__all__ = [
+    "MLP",
+    "Activation",
+    "Graph",
+    "Layer",
+    "Module",
+    "Neuron",
+    "Op",
+    "Value",
+    "current_graph",
+    "losses",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,236 @@
+"""The tape: a growable struct-of-arrays graph that the kernels sweep.
+
+A row is a node. ``op[i]`` says what it computes, its parents are
+``pidx[pstart[i]:pstart[i+1]]`` (always rows < i, so row order is a
+topological order), ``aux[i]`` is an op constant, ``data[i]``/``grad[i]``
+its value and gradient. Rows are appended by the front-end (``Value``,
+``nn``, ``Tensor``) and evaluated lazily by the ``forward`` kernel, in one
+place, the first time a value is needed: every formula lives in the kernels.
+
+Memory stays bounded without any user call: each ``Value`` handle is tracked
+by a weak reference, and when the arrays are full the graph first *compacts*
+(keeps rows reachable from live handles, renumbers those handles) and only
+grows if compaction freed too little. Code that appends several rows at once
+calls :meth:`Graph.reserve` first, while every row it still needs is held by a
+handle, so no compaction can happen between its appends.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+
+from . import kernels
+from .ops import Op
+
+_MIN_CAPACITY = 1024
+
+
+class Graph:
+    """A tape of rows. Usually implicit: ``Value`` uses :func:`current_graph`.
+
+    Use ``with tm.Graph() as g:`` to build into a graph of your own; Values of
+    two graphs cannot be combined.
+    """
+
+    def __init__(self, capacity: int = _MIN_CAPACITY) -> None:
+        cap = max(int(capacity), 16)
+        self.op = np.zeros(cap, np.uint8)
+        self.aux = np.zeros(cap)
+        self.data = np.zeros((cap, 1))
+        self.grad = np.zeros((cap, 1))
+        self.mark = np.zeros(cap, np.int64)
+        self.pstart = np.zeros(cap + 1, np.int64)
+        self.pidx = np.zeros(2 * cap, np.int64)
+        self.n = 0  # rows in use
+        self.n_eval = 0  # rows < n_eval hold their forward value
+        self.stamp = 0  # backward pass counter, for `mark`
+        self.generation = 0  # bumped by every compaction (row numbers change)
+        self._handles: list[weakref.ref] = []
+        self._previous: list[Graph] = []
+
+    # -- context manager: make this the graph new Values go into ------------
+    def __enter__(self) -> Graph:
+        self._previous.append(_state.graph)
+        _state.graph = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.graph = self._previous.pop()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"Graph(rows={self.n}, capacity={self.op.shape[0]}, handles={len(self._handles)})"
+
+    @property
+    def capacity(self) -> int:
+        return int(self.op.shape[0])
+
+    # -- making room ---------------------------------------------------------
+    def reserve(self, rows: int, parents: int) -> None:
+        """Make room for ``rows`` new rows with ``parents`` parent entries in all.
+
+        May compact, which renumbers rows: call it only while every row you will
+        still refer to is held by a ``Value`` handle.
+        """
+        if self.n + rows <= self.op.shape[0] and self.pstart[self.n] + parents <= self.pidx.shape[0]:
+            return
+        self.collect()
+        need_rows = self.n + rows
+        need_entries = int(self.pstart[self.n]) + parents
+        cap = self.op.shape[0]
+        # grow when compaction left the arrays more than half full
+        while need_rows > cap // 2:
+            cap *= 2
+        entries = self.pidx.shape[0]
+        while need_entries > entries // 2:
+            entries *= 2
+        if cap != self.op.shape[0]:
+            self._resize_rows(cap)
+        if entries != self.pidx.shape[0]:
+            self.pidx = _resized(self.pidx, entries)
+
+    def _resize_rows(self, cap: int) -> None:
+        self.op = _resized(self.op, cap)
+        self.aux = _resized(self.aux, cap)
+        self.data = _resized(self.data, cap)
+        self.grad = _resized(self.grad, cap)
+        self.mark = _resized(self.mark, cap)
+        self.pstart = _resized(self.pstart, cap + 1)
+
+    def collect(self) -> int:
+        """Drop every row that no live ``Value`` depends on; returns rows freed.
+
+        Runs automatically when the tape is full; safe to call at any time
+        from user code (but not in the middle of a multi-row append).
+        """
+        live = []
+        keep = np.zeros(self.n, np.bool_)
+        for ref in self._handles:
+            v = ref()
+            if v is not None and v._row >= 0:
+                keep[v._row] = True
+                live.append(ref)
+        before = self.n
+        m, n_eval, new_index = kernels.compact(
+            self.op, self.pstart, self.pidx, self.aux, self.data, self.grad, keep, self.n, self.n_eval
+        )
+        index = new_index.tolist()
+        for ref in live:
+            v = ref()
+            if v is not None:
+                v._row = index[v._row]
+        self._handles = live
+        self.n = int(m)
+        self.n_eval = int(n_eval)
+        self.mark[:] = 0
+        self.stamp = 0
+        self.generation += 1
+        return before - self.n
+
+    def clear(self) -> None:
+        """Free every row; all existing Values of this graph become invalid.
+
+        Parameters too: models built in this graph must be rebuilt. Automatic
+        compaction makes this unnecessary for memory; it is a hard reset.
+        """
+        for ref in self._handles:
+            v = ref()
+            if v is not None:
+                v._row = -1
+        self._handles = []
+        self.n = 0
+        self.n_eval = 0
+        self.pstart[0] = 0
+        self.generation += 1
+
+    # -- appending rows (no room check: call reserve() first) -----------------
+    def push_leaf(self, value: float) -> int:
+        n = self.n
+        self.op[n] = Op.LEAF
+        self.aux[n] = 0.0
+        self.data[n, 0] = value
+        self.grad[n, 0] = 0.0
+        self.pstart[n + 1] = self.pstart[n]
+        self.n = n + 1
+        return n
+
+    def push_leaves(self, values: np.ndarray) -> range:
+        """Append one leaf row per element of the 1-D float64 array ``values``."""
+        n = self.n
+        k = values.shape[0]
+        self.op[n : n + k] = Op.LEAF
+        self.aux[n : n + k] = 0.0
+        self.data[n : n + k, 0] = values
+        self.grad[n : n + k, 0] = 0.0
+        self.pstart[n + 1 : n + k + 1] = self.pstart[n]
+        self.n = n + k
+        return range(n, n + k)
+
+    def push(self, op: int, parents, aux: float = 0.0) -> int:
+        """Append a row of ``op`` over parent rows ``parents`` (a sequence of ints)."""
+        n = self.n
+        s = self.pstart[n]
+        k = len(parents)
+        if k == 1:
+            self.pidx[s] = parents[0]
+        elif k == 2:
+            self.pidx[s] = parents[0]
+            self.pidx[s + 1] = parents[1]
+        else:
+            self.pidx[s : s + k] = parents
+        self.pstart[n + 1] = s + k
+        self.op[n] = op
+        self.aux[n] = aux
+        self.grad[n, 0] = 0.0
+        self.n = n + 1
+        return n
+
+    # -- evaluation --------------------------------------------------------------
+    def evaluate(self) -> None:
+        """Compute every row appended since the last evaluation."""
+        if self.n_eval < self.n:
+            kernels.forward(self.op, self.pstart, self.pidx, self.aux, self.data, self.n_eval, self.n)
+            self.n_eval = self.n
+
+    def backward(self, root: int) -> None:
+        """Evaluate pending rows, then accumulate d(root)/d(leaf) into every leaf."""
+        self.stamp += 1
+        kernels.eager_backward(
+            self.op,
+            self.pstart,
+            self.pidx,
+            self.aux,
+            self.data,
+            self.grad,
+            self.mark,
+            self.stamp,
+            self.n_eval,
+            self.n,
+            root,
+        )
+        self.n_eval = self.n
+
+
+def _resized(a: np.ndarray, length: int) -> np.ndarray:
+    out = np.zeros((length,) + a.shape[1:], a.dtype)
+    k = min(length, a.shape[0])
+    out[:k] = a[:k]
+    return out
+
+
+class _State(threading.local):
+    def __init__(self) -> None:
+        self.graph = Graph()
+
+
+_state = _State()
+
+
+def current_graph() -> Graph:
+    """The graph that new Values are built in (per thread; see ``Graph``)."""
+    return _state.graph

@@ -1,0 +1,487 @@
+"""Numba kernels over the tape's plain arrays: forward, backward, update, compaction.
+
+Every kernel takes the tape as separate arrays (see ``tinyml/graph.py``):
+
+- ``op``     uint8[rows]        op code of each row (numbers below)
+- ``pstart`` int64[rows + 1]    row i's parents are ``pidx[pstart[i]:pstart[i+1]]``
+- ``pidx``   int64[entries]     parent row numbers, CSR-style
+- ``aux``    float64[rows]      a per-row constant (pow exponent, leaky slope, ...)
+- ``data``   float64[rows, L]   values, one column per lane (sample)
+- ``grad``   float64[rows, L]   gradients, same shape
+
+The eager graph is the one-lane case (L = 1); compiled training replays a
+program with one lane per sample of a batch. Rows are in topological order,
+so forward is an ascending sweep and backward a descending one, no recursion.
+
+Kernels do no validation and raise nothing: the front-end checks inputs first.
+No ``fastmath``: NaN and inf must propagate, divergence detection relies on it;
+``error_model="numpy"`` makes ``1/0`` give inf instead of raising.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .ops import Op
+
+JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+def kernel(fn):
+    """Compile ``fn`` with the project's Numba options (cached on disk)."""
+    return njit(**JIT_OPTIONS)(fn)
+
+
+# ---------------------------------------------------------------------------
+# Op codes, as literals: Numba's disk cache is keyed on THIS file, so the
+# numbers the kernels were compiled with must be written here, not imported.
+# `_check_codes` below refuses to import if they drift from `ops.Op`.
+# ---------------------------------------------------------------------------
+LEAF = 0
+ADD = 1
+SUB = 2
+MUL = 3
+DIV = 4
+POW = 5
+ADD_C = 6
+MUL_C = 7
+POW_C = 8
+RSUB_C = 9
+RDIV_C = 10
+NEG = 11
+RELU = 12
+TANH = 13
+SIGMOID = 14
+EXP = 15
+LOG = 16
+LEAKY_RELU = 17
+GELU_TANH = 18
+GELU_ERF = 19
+SILU = 20
+SOFTPLUS = 21
+ABS = 22
+SUM = 23
+AFFINE = 24
+LOGSUMEXP = 25
+BCE = 26
+DIV_C = 27
+
+
+def _check_codes() -> None:
+    for member in Op:
+        if globals().get(member.name) != int(member):
+            raise ImportError(
+                f"tinyml.kernels op code {member.name} is {globals().get(member.name)!r}, "
+                f"but tinyml.ops says {int(member)}; the two tables must be identical"
+            )
+
+
+_check_codes()
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+GELU_C = 0.044715
+BCE_LOG_FLOOR = -100.0  # PyTorch clamps BCE's logs here
+BCE_EPS = 1e-12  # and bounds p(1-p) below by this in the gradient
+
+
+# ---------------------------------------------------------------------------
+# Scalar math shared by every kernel (one definition of each function)
+# ---------------------------------------------------------------------------
+@kernel
+def is_unary(o):
+    """One parent row, maybe with the constant aux (see ops.UNARY)."""
+    return (o >= ADD_C and o <= ABS) or o == DIV_C
+
+
+@kernel
+def sigmoid(x):
+    """Logistic function, exact 0 and 1 at the extremes, never NaN for finite x."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@kernel
+def softplus(x):
+    """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+@kernel
+def unary_forward(o, x, c):
+    """Value of a one-parent row of op ``o`` at input ``x`` (``c`` = aux)."""
+    if o == TANH:
+        return math.tanh(x)
+    if o == SIGMOID:
+        return sigmoid(x)
+    if o == RELU:
+        return 0.0 if x <= 0.0 else x  # NaN passes through, as in PyTorch
+    if o == ADD_C:
+        return x + c
+    if o == MUL_C:
+        return x * c
+    if o == POW_C:
+        if c == 2.0:
+            return x * x
+        return x**c
+    if o == RSUB_C:
+        return c - x
+    if o == RDIV_C:
+        return c / x
+    if o == DIV_C:
+        return x / c
+    if o == NEG:
+        return -x
+    if o == EXP:
+        return math.exp(x)
+    if o == LOG:
+        if x < 0.0:
+            return math.nan
+        return math.log(x)  # log(0) = -inf
+    if o == LEAKY_RELU:
+        return x if x > 0.0 else c * x
+    if o == GELU_TANH:
+        return 0.5 * x * (1.0 + math.tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
+    if o == GELU_ERF:
+        return 0.5 * x * (1.0 + math.erf(x * INV_SQRT_2))
+    if o == SILU:
+        return x * sigmoid(x)
+    if o == SOFTPLUS:
+        return softplus(x)
+    if o == ABS:
+        return abs(x)
+    return math.nan
+
+
+@kernel
+def unary_derivative(o, x, z, c):
+    """d(row)/d(parent) of a one-parent row: input ``x``, output ``z``, aux ``c``."""
+    if o == TANH:
+        return 1.0 - z * z
+    if o == SIGMOID:
+        return z * (1.0 - z)
+    if o == RELU:
+        return 1.0 if x > 0.0 else 0.0
+    if o == ADD_C:
+        return 1.0
+    if o == MUL_C:
+        return c
+    if o == POW_C:
+        if c == 2.0:
+            return 2.0 * x
+        if c == 0.0:
+            return 0.0
+        return c * x ** (c - 1.0)
+    if o == RSUB_C:
+        return -1.0
+    if o == RDIV_C:
+        return -c / (x * x)
+    if o == DIV_C:
+        return 1.0 / c
+    if o == NEG:
+        return -1.0
+    if o == EXP:
+        return z
+    if o == LOG:
+        return 1.0 / x
+    if o == LEAKY_RELU:
+        return 1.0 if x > 0.0 else c
+    if o == GELU_TANH:
+        t = math.tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x))
+        dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt
+    if o == GELU_ERF:
+        return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    if o == SILU:
+        s = sigmoid(x)
+        return s * (1.0 + x * (1.0 - s))
+    if o == SOFTPLUS:
+        return sigmoid(x)
+    if o == ABS:
+        if x > 0.0:
+            return 1.0
+        if x < 0.0:
+            return -1.0
+        return 0.0
+    return math.nan
+
+
+@kernel
+def clamped_log(x):
+    """log(x) bounded below by -100, as PyTorch's binary cross-entropy."""
+    if x <= 0.0:
+        return BCE_LOG_FLOOR
+    return max(math.log(x), BCE_LOG_FLOOR)
+
+
+# ---------------------------------------------------------------------------
+# Forward: rows lo..hi-1, ascending, every lane
+# ---------------------------------------------------------------------------
+@kernel
+def forward(op, pstart, pidx, aux, data, lo, hi):
+    """Evaluate rows ``lo <= i < hi``; leaves keep the data they hold."""
+    lanes = data.shape[1]
+    for i in range(lo, hi):
+        o = op[i]
+        if o == LEAF:
+            continue
+        s = pstart[i]
+        if o == AFFINE:
+            # parents: bias, n weights, n inputs
+            n = (pstart[i + 1] - s - 1) // 2
+            b = pidx[s]
+            for lane in range(lanes):
+                data[i, lane] = data[b, lane]
+            for j in range(n):
+                w = pidx[s + 1 + j]
+                x = pidx[s + 1 + n + j]
+                for lane in range(lanes):
+                    data[i, lane] += data[w, lane] * data[x, lane]
+        elif o <= POW:
+            a = pidx[s]
+            b = pidx[s + 1]
+            for lane in range(lanes):
+                x = data[a, lane]
+                y = data[b, lane]
+                if o == ADD:
+                    data[i, lane] = x + y
+                elif o == SUB:
+                    data[i, lane] = x - y
+                elif o == MUL:
+                    data[i, lane] = x * y
+                elif o == DIV:
+                    data[i, lane] = x / y
+                else:
+                    data[i, lane] = x**y
+        elif is_unary(o):
+            a = pidx[s]
+            c = aux[i]
+            for lane in range(lanes):
+                data[i, lane] = unary_forward(o, data[a, lane], c)
+        elif o == SUM:
+            e = pstart[i + 1]
+            for lane in range(lanes):
+                data[i, lane] = 0.0
+            for k in range(s, e):
+                p = pidx[k]
+                for lane in range(lanes):
+                    data[i, lane] += data[p, lane]
+        elif o == LOGSUMEXP:
+            e = pstart[i + 1]
+            for lane in range(lanes):
+                # subtract the largest input so no exp overflows (logits of 1000 are fine)
+                m = -math.inf
+                has_nan = False
+                for k in range(s, e):
+                    v = data[pidx[k], lane]
+                    if v != v:
+                        has_nan = True
+                    elif v > m:
+                        m = v
+                if has_nan:
+                    data[i, lane] = math.nan
+                elif math.isinf(m):
+                    data[i, lane] = m  # all -inf gives -inf; any +inf gives +inf
+                else:
+                    acc = 0.0
+                    for k in range(s, e):
+                        acc += math.exp(data[pidx[k], lane] - m)
+                    data[i, lane] = m + math.log(acc)
+        elif o == BCE:
+            a = pidx[s]
+            b = pidx[s + 1]
+            for lane in range(lanes):
+                p = data[a, lane]
+                y = data[b, lane]
+                data[i, lane] = -(y * clamped_log(p) + (1.0 - y) * clamped_log(1.0 - p))
+        else:
+            for lane in range(lanes):
+                data[i, lane] = math.nan
+
+
+# ---------------------------------------------------------------------------
+# Backward: one row's contribution to its parents' gradients
+# ---------------------------------------------------------------------------
+@kernel
+def backward_row(op, pstart, pidx, aux, data, grad, i):
+    """Add row i's gradient, times each local derivative, into its parents."""
+    lanes = data.shape[1]
+    o = op[i]
+    s = pstart[i]
+    if o == AFFINE:
+        n = (pstart[i + 1] - s - 1) // 2
+        b = pidx[s]
+        for lane in range(lanes):
+            grad[b, lane] += grad[i, lane]
+        for j in range(n):
+            w = pidx[s + 1 + j]
+            x = pidx[s + 1 + n + j]
+            for lane in range(lanes):
+                g = grad[i, lane]
+                grad[w, lane] += g * data[x, lane]
+                grad[x, lane] += g * data[w, lane]
+    elif o <= POW:
+        a = pidx[s]
+        b = pidx[s + 1]
+        for lane in range(lanes):
+            g = grad[i, lane]
+            x = data[a, lane]
+            y = data[b, lane]
+            if o == ADD:
+                grad[a, lane] += g
+                grad[b, lane] += g
+            elif o == SUB:
+                grad[a, lane] += g
+                grad[b, lane] -= g
+            elif o == MUL:
+                grad[a, lane] += g * y
+                grad[b, lane] += g * x
+            elif o == DIV:
+                grad[a, lane] += g / y
+                grad[b, lane] -= g * x / (y * y)
+            else:
+                # d/dx x^y = y x^(y-1); d/dy x^y = x^y log x, taken as 0 where x == 0
+                # and y >= 0 (PyTorch's convention, so x = 0 gives no NaN)
+                grad[a, lane] += g * y * x ** (y - 1.0)
+                if x == 0.0 and y >= 0.0:
+                    continue
+                grad[b, lane] += g * data[i, lane] * math.log(x)
+    elif is_unary(o):
+        a = pidx[s]
+        c = aux[i]
+        for lane in range(lanes):
+            grad[a, lane] += grad[i, lane] * unary_derivative(o, data[a, lane], data[i, lane], c)
+    elif o == SUM:
+        for k in range(s, pstart[i + 1]):
+            p = pidx[k]
+            for lane in range(lanes):
+                grad[p, lane] += grad[i, lane]
+    elif o == LOGSUMEXP:
+        # d lse / d p_k = softmax_k = exp(p_k - lse)
+        for k in range(s, pstart[i + 1]):
+            p = pidx[k]
+            for lane in range(lanes):
+                grad[p, lane] += grad[i, lane] * math.exp(data[p, lane] - data[i, lane])
+    elif o == BCE:
+        a = pidx[s]
+        b = pidx[s + 1]
+        for lane in range(lanes):
+            g = grad[i, lane]
+            p = data[a, lane]
+            y = data[b, lane]
+            grad[a, lane] += g * (p - y) / max(p * (1.0 - p), BCE_EPS)
+            grad[b, lane] += g * (clamped_log(1.0 - p) - clamped_log(p))
+
+
+@kernel
+def backward_all(op, pstart, pidx, aux, data, grad, lo, hi):
+    """Descending sweep over rows ``lo <= i < hi``, every row taking part."""
+    for i in range(hi - 1, lo - 1, -1):
+        if op[i] != LEAF:
+            backward_row(op, pstart, pidx, aux, data, grad, i)
+
+
+# ---------------------------------------------------------------------------
+# Eager backward: evaluate what is pending, then backprop from one root
+# ---------------------------------------------------------------------------
+@kernel
+def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, root):
+    """Forward rows ``n_eval..n-1``, then reverse-mode from ``root``.
+
+    Interior (non-leaf) ancestors of ``root`` are found with an explicit stack
+    (no recursion), stamped in ``mark`` and their gradients reset; leaves are
+    never reset, so their gradients accumulate across calls, as in PyTorch.
+    Only stamped rows are swept, so rows that are not ancestors are neither
+    touched nor able to leak a 0 * inf = NaN into the result.
+    """
+    forward(op, pstart, pidx, aux, data, n_eval, n)
+    if op[root] == LEAF:
+        grad[root, 0] += 1.0
+        return
+    stack = np.empty(64, np.int64)
+    top = 0
+    stack[0] = root
+    top = 1
+    mark[root] = stamp
+    lo = root
+    while top > 0:
+        top -= 1
+        i = stack[top]
+        grad[i, 0] = 0.0
+        lo = min(lo, i)
+        for k in range(pstart[i], pstart[i + 1]):
+            p = pidx[k]
+            if op[p] == LEAF or mark[p] == stamp:
+                continue
+            mark[p] = stamp
+            if top == stack.shape[0]:
+                bigger = np.empty(2 * top, np.int64)
+                bigger[:top] = stack[:top]
+                stack = bigger
+            stack[top] = p
+            top += 1
+    grad[root, 0] = 1.0
+    for i in range(root, lo - 1, -1):
+        if mark[i] == stamp:
+            backward_row(op, pstart, pidx, aux, data, grad, i)
+
+
+@kernel
+def sgd_step(data, grad, rows, lr):
+    """Plain SGD on parameter rows: p -= lr * grad (gradient summed over lanes)."""
+    lanes = data.shape[1]
+    for r in rows:
+        g = 0.0
+        for lane in range(lanes):
+            g += grad[r, lane]
+        v = data[r, 0] - lr * g
+        for lane in range(lanes):
+            data[r, lane] = v
+
+
+# ---------------------------------------------------------------------------
+# Compaction: keep rows reachable from live handles, renumber in place
+# ---------------------------------------------------------------------------
+@kernel
+def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
+    """Drop rows that no kept row depends on; returns (new n, new n_eval, new index).
+
+    ``keep`` (bool[rows]) marks rows held by live handles on entry; their
+    ancestors are added by one descending sweep. Survivors move down in
+    order, so the tape stays topologically ordered. Dropped rows map to -1.
+    """
+    for i in range(n - 1, -1, -1):
+        if keep[i]:
+            for k in range(pstart[i], pstart[i + 1]):
+                keep[pidx[k]] = True
+    new_index = np.full(n, -1, np.int64)
+    lanes = data.shape[1]
+    m = 0
+    entries = 0
+    new_eval = 0
+    for i in range(n):
+        if not keep[i]:
+            continue
+        new_index[i] = m
+        if i < n_eval:
+            new_eval = m + 1
+        s = pstart[i]
+        e = pstart[i + 1]
+        op[m] = op[i]
+        aux[m] = aux[i]
+        for lane in range(lanes):
+            data[m, lane] = data[i, lane]
+            grad[m, lane] = grad[i, lane]
+        pstart[m] = entries
+        for k in range(s, e):
+            pidx[entries] = new_index[pidx[k]]
+            entries += 1
+        m += 1
+    pstart[m] = entries
+    return m, new_eval, new_index

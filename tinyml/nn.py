@@ -1,0 +1,376 @@
+"""Neurons, layers and multilayer perceptrons over the tape.
+
+A neuron is ONE n-ary ``AFFINE`` row (``b + sum(w_i * x_i)``, its parents held
+CSR-style) plus one activation row, not the 2n scalar rows micrograd builds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import Enum
+
+import numpy as np
+
+from . import kernels
+from .graph import Graph, current_graph
+from .ops import Op
+from .value import Value, _number, same_graph, wrap
+
+
+class Activation(str, Enum):
+    """Activation of a neuron. Plain strings ("tanh", "relu", ...) work as well."""
+
+    LINEAR = "linear"
+    RELU = "relu"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    SIGM = "sigmoid"  # the Rust original's name (an alias of SIGMOID)
+    LEAKY_RELU = "leaky_relu"  # negative slope 0.01, as PyTorch's default
+    GELU = "gelu"  # exact (erf) form
+    GELU_TANH = "gelu_tanh"  # tanh approximation
+    SILU = "silu"
+    SWISH = "silu"  # alias of SILU
+    SOFTPLUS = "softplus"
+    ABS = "abs"
+
+    @classmethod
+    def parse(cls, value: Activation | str) -> Activation:
+        """An Activation from a member or a name such as "tanh" (case-insensitive)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower()
+            key = _ACTIVATION_ALIASES.get(key, key)
+            try:
+                return cls(key)
+            except ValueError:
+                pass
+            raise ValueError(
+                f"unknown activation {value!r}; choose one of " + ", ".join(sorted({m.value for m in cls}))
+            )
+        raise TypeError(f"activation must be an Activation or a string, got {type(value).__name__}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_ACTIVATION_ALIASES = {"sigm": "sigmoid", "swish": "silu", "identity": "linear", "none": "linear"}
+
+# Activation -> (op code or -1 for none, aux constant)
+ACTIVATION_OPS: dict[Activation, tuple[int, float]] = {
+    Activation.LINEAR: (-1, 0.0),
+    Activation.RELU: (int(Op.RELU), 0.0),
+    Activation.TANH: (int(Op.TANH), 0.0),
+    Activation.SIGMOID: (int(Op.SIGMOID), 0.0),
+    Activation.LEAKY_RELU: (int(Op.LEAKY_RELU), 0.01),
+    Activation.GELU: (int(Op.GELU_ERF), 0.0),
+    Activation.GELU_TANH: (int(Op.GELU_TANH), 0.0),
+    Activation.SILU: (int(Op.SILU), 0.0),
+    Activation.SOFTPLUS: (int(Op.SOFTPLUS), 0.0),
+    Activation.ABS: (int(Op.ABS), 0.0),
+}
+
+INITS = ("fan_in", "uniform01")
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, a numpy Generator or None, got {type(seed).__name__}")
+    return np.random.default_rng(seed)
+
+
+def _positive_int(x: object, what: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, got {type(x).__name__}")
+    if x < 1:
+        raise ValueError(f"{what} must be at least 1, got {x}")
+    return int(x)
+
+
+def _leaves(graph: Graph, values: np.ndarray) -> list[Value]:
+    graph.reserve(len(values), 0)
+    return [wrap(graph, r) for r in graph.push_leaves(np.asarray(values, np.float64))]
+
+
+class Module:
+    """Anything with parameters: ``parameters()``, ``zero_grad()``."""
+
+    def parameters(self) -> list[Value]:
+        return []
+
+    def zero_grad(self) -> None:
+        """Set the gradient of every parameter to 0."""
+        params = self.parameters()
+        if params:
+            graph = params[0]._graph
+            graph.grad[_rows(params)] = 0.0
+
+    zero_gradients = zero_grad  # the Rust original's name
+
+
+def _rows(values: Sequence[Value]) -> np.ndarray:
+    return np.fromiter((v._row for v in values), np.int64, len(values))
+
+
+class Neuron(Module):
+    """``activation(b + sum(w_i * x_i))`` as one AFFINE row and one activation row.
+
+    ``init="fan_in"`` draws weights and bias uniformly in +-1/sqrt(n_inputs)
+    (PyTorch's ``nn.Linear``); ``"uniform01"`` draws weights in [0, 1) and sets
+    the bias to 0 (the Rust original). ``seed`` is an int, None or a
+    ``numpy.random.Generator``.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        activation: Activation | str = Activation.TANH,
+        seed: int | np.random.Generator | None = None,
+        init: str = "fan_in",
+        *,
+        graph: Graph | None = None,
+    ) -> None:
+        self.n_inputs = _positive_int(n_inputs, "n_inputs")
+        self.activation = Activation.parse(activation)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        rng = _rng(seed)
+        if init == "fan_in":
+            bound = 1.0 / math.sqrt(self.n_inputs)
+            w = rng.uniform(-bound, bound, self.n_inputs)
+            b = rng.uniform(-bound, bound)
+        else:
+            w = rng.random(self.n_inputs)
+            b = 0.0
+        g = current_graph() if graph is None else graph
+        self.weights: list[Value] = _leaves(g, w)
+        self.bias: Value = Value(b, g)
+        self._cache: tuple[int, list[int]] = (-1, [])
+
+    def parameters(self) -> list[Value]:
+        return [*self.weights, self.bias]
+
+    def _param_rows(self) -> list[int]:
+        """[bias row, weight rows...], recomputed only after a compaction."""
+        gen = self.bias._graph.generation
+        if self._cache[0] != gen:
+            self._cache = (gen, [self.bias._row] + [w._row for w in self.weights])
+        return self._cache[1]
+
+    def forward(self, x) -> Value:
+        return _run([_AsLayer(self)], x)[0]
+
+    __call__ = forward
+
+    def __repr__(self) -> str:
+        return f"Neuron({self.n_inputs}, activation={self.activation.value!r})"
+
+
+class _AsLayer:
+    """A lone neuron seen as a one-neuron layer, so every forward shares one path."""
+
+    def __init__(self, neuron: Neuron) -> None:
+        self.neurons = [neuron]
+        self.n_inputs = neuron.n_inputs
+        self.activation = neuron.activation
+
+
+class Layer(Module):
+    """``n_outputs`` neurons over the same ``n_inputs`` inputs."""
+
+    def __init__(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        activation: Activation | str = Activation.TANH,
+        seed: int | np.random.Generator | None = None,
+        init: str = "fan_in",
+        *,
+        graph: Graph | None = None,
+    ) -> None:
+        self.n_inputs = _positive_int(n_inputs, "n_inputs")
+        n_outputs = _positive_int(n_outputs, "n_outputs")
+        self.activation = Activation.parse(activation)
+        rng = _rng(seed)
+        self.neurons = [
+            Neuron(self.n_inputs, self.activation, rng, init, graph=graph) for _ in range(n_outputs)
+        ]
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.neurons)
+
+    def parameters(self) -> list[Value]:
+        return [p for n in self.neurons for p in n.parameters()]
+
+    def forward(self, x) -> list[Value]:
+        return _run([self], x)
+
+    __call__ = forward
+
+    def __repr__(self) -> str:
+        return f"Layer({self.n_inputs}, {self.n_outputs}, activation={self.activation.value!r})"
+
+
+class MLP(Module):
+    """A multilayer perceptron: ``MLP(3, [8, 4, 1], 0.01, tm.Activation.TANH)``.
+
+    Hidden layers use ``activation``; the last layer uses ``output_activation``,
+    or ``activation`` too when that is None (as in the Rust original).
+    ``update()`` is one plain SGD step with ``learning_rate``.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        layer_sizes: Sequence[int],
+        learning_rate: float = 0.01,
+        activation: Activation | str = Activation.TANH,
+        seed: int | np.random.Generator | None = None,
+        output_activation: Activation | str | None = None,
+        init: str = "fan_in",
+        *,
+        graph: Graph | None = None,
+    ) -> None:
+        self.n_inputs = _positive_int(n_inputs, "n_inputs")
+        if isinstance(layer_sizes, (int, np.integer)):
+            layer_sizes = [layer_sizes]
+        self.layer_sizes = [_positive_int(s, "layer size") for s in layer_sizes]
+        if not self.layer_sizes:
+            raise ValueError("layer_sizes must name at least one layer")
+        self.learning_rate = _number(learning_rate, "learning_rate")
+        self.activation = Activation.parse(activation)
+        self.output_activation = (
+            self.activation if output_activation is None else Activation.parse(output_activation)
+        )
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.init = init
+        rng = _rng(seed)
+        sizes = [self.n_inputs, *self.layer_sizes]
+        last = len(self.layer_sizes) - 1
+        self.layers = [
+            Layer(
+                sizes[i],
+                sizes[i + 1],
+                self.output_activation if i == last else self.activation,
+                rng,
+                init,
+                graph=graph,
+            )
+            for i in range(len(self.layer_sizes))
+        ]
+        self._rows_cache: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layer_sizes[-1]
+
+    @property
+    def graph(self) -> Graph:
+        return self.layers[0].neurons[0].bias._graph
+
+    def parameters(self) -> list[Value]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def parameter_rows(self) -> np.ndarray:
+        """Rows of every parameter in ``parameters()`` order (cached between compactions)."""
+        gen = self.graph.generation
+        if self._rows_cache[0] != gen:
+            self._rows_cache = (gen, _rows(self.parameters()))
+        return self._rows_cache[1]
+
+    def zero_grad(self) -> None:
+        self.graph.grad[self.parameter_rows()] = 0.0
+
+    zero_gradients = zero_grad
+
+    def update(self) -> None:
+        """One SGD step: ``p.data -= learning_rate * p.grad`` for every parameter."""
+        g = self.graph
+        g.evaluate()  # rows already built keep the parameters they were built with
+        kernels.sgd_step(g.data, g.grad, self.parameter_rows(), self.learning_rate)
+
+    def forward(self, x):
+        return _run(self.layers, x)
+
+    __call__ = forward
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP({self.n_inputs}, {self.layer_sizes}, learning_rate={self.learning_rate}, "
+            f"activation={self.activation.value!r}, output_activation={self.output_activation.value!r})"
+        )
+
+
+# ---------------------------------------------------------------------------
+# The one forward path shared by Neuron, Layer and MLP
+# ---------------------------------------------------------------------------
+def _run(layers, x) -> list[Value]:
+    """Append the rows of ``layers`` applied to input ``x``; returns output Values."""
+    graph = layers[0].neurons[0].bias._graph
+    n = layers[0].n_inputs
+    values, numbers = _split_input(x, n)
+    if values:
+        if same_graph(values) is not graph:
+            raise ValueError("the input Values belong to another graph than the model's parameters")
+    rows_needed = len(numbers)
+    entries = 0
+    fan_in = n
+    for layer in layers:
+        k = len(layer.neurons)
+        rows_needed += 2 * k
+        entries += k * (2 * fan_in + 2)
+        fan_in = k
+    graph.reserve(rows_needed, entries)
+    # from here on no compaction can happen: rows are stable
+    if numbers:
+        const_rows = iter(graph.push_leaves(np.asarray([x[i] for i in numbers], np.float64)))
+        rows = [v._row if type(v) is Value else next(const_rows) for v in x]
+    else:
+        rows = [v._row for v in x]
+    rows = forward_rows(graph, layers, rows)
+    return [wrap(graph, r) for r in rows]
+
+
+def forward_rows(graph: Graph, layers, rows: list[int]) -> list[int]:
+    """Append AFFINE + activation rows for each layer over input ``rows``; no room check."""
+    for layer in layers:
+        act, aux = ACTIVATION_OPS[layer.activation]
+        out = []
+        for neuron in layer.neurons:
+            r = graph.push(Op.AFFINE, neuron._param_rows() + rows)
+            if act >= 0:
+                r = graph.push(act, (r,), aux)
+            out.append(r)
+        rows = out
+    return rows
+
+
+def _split_input(x, n: int) -> tuple[list[Value], list[int]]:
+    """Check ``x`` has ``n`` entries; returns (its Values, positions of its numbers)."""
+    if isinstance(x, np.ndarray):
+        if x.ndim != 1:
+            raise ValueError(f"expected a 1-D input of {n} values, got an array of shape {x.shape}")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise TypeError(f"input array must be numeric, got dtype {x.dtype}")
+    elif isinstance(x, (Value, str, bytes)) or not isinstance(x, Sequence):
+        raise TypeError(
+            f"expected a sequence of {n} numbers or Values (or a 1-D numpy array), got {type(x).__name__}"
+        )
+    if len(x) != n:
+        raise ValueError(f"expected {n} inputs, got {len(x)}")
+    if isinstance(x, np.ndarray):
+        return [], list(range(n))
+    values = []
+    numbers = []
+    for i, v in enumerate(x):
+        if type(v) is Value:
+            values.append(v)
+        else:
+            _number(v, f"input {i}")
+            numbers.append(i)
+    return values, numbers

@@ -1,0 +1,89 @@
+"""The op-code table of the tape: one number per kind of row.
+
+The table is APPEND-ONLY. Numbers are stored in tapes, saved programs and in
+Numba's on-disk cache of the kernels, so an existing number never changes
+meaning; a new op gets the next free number. ``tinyml/kernels.py`` keeps its
+own literal copy of these numbers (so its cache can never disagree with its
+source) and checks the two tables agree when it is imported;
+``tests/test_ops.py`` pins the exact mapping.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Op(IntEnum):
+    # ---- leaves: no parents (parameters, constants, input placeholders) ----
+    LEAF = 0
+    # ---- binary: two parent rows ----
+    ADD = 1  # x + y
+    SUB = 2  # x - y
+    MUL = 3  # x * y
+    DIV = 4  # x / y
+    POW = 5  # x ** y (Value exponent)
+    # ---- one parent row and the constant aux[i] ----
+    ADD_C = 6  # x + c
+    MUL_C = 7  # x * c
+    POW_C = 8  # x ** c
+    RSUB_C = 9  # c - x
+    RDIV_C = 10  # c / x
+    # ---- unary: one parent row ----
+    NEG = 11
+    RELU = 12
+    TANH = 13
+    SIGMOID = 14
+    EXP = 15
+    LOG = 16
+    LEAKY_RELU = 17  # aux[i] is the negative slope
+    GELU_TANH = 18  # tanh approximation of GELU
+    GELU_ERF = 19  # exact GELU, x * Phi(x)
+    SILU = 20  # x * sigmoid(x), a.k.a. swish
+    SOFTPLUS = 21  # log(1 + exp(x)), computed stably
+    ABS = 22
+    # ---- n-ary: any number of parents, held CSR-style ----
+    SUM = 23  # p0 + p1 + ... + pk
+    AFFINE = 24  # parents [b, w1..wn, x1..xn]: b + sum(w_i * x_i)
+    LOGSUMEXP = 25  # log(sum(exp(p_i))), computed stably
+    # ---- loss rows ----
+    BCE = 26  # parents [p, y]: binary cross-entropy with logs clamped at -100
+    # ---- appended after the first release of the table ----
+    DIV_C = 27  # x / c
+
+
+BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.BCE})
+WITH_CONSTANT = frozenset({Op.DIV_C, Op.ADD_C, Op.MUL_C, Op.POW_C, Op.RSUB_C, Op.RDIV_C, Op.LEAKY_RELU})
+UNARY = frozenset(
+    {
+        Op.NEG,
+        Op.RELU,
+        Op.TANH,
+        Op.SIGMOID,
+        Op.EXP,
+        Op.LOG,
+        Op.LEAKY_RELU,
+        Op.GELU_TANH,
+        Op.GELU_ERF,
+        Op.SILU,
+        Op.SOFTPLUS,
+        Op.ABS,
+        Op.ADD_C,
+        Op.MUL_C,
+        Op.POW_C,
+        Op.RSUB_C,
+        Op.RDIV_C,
+        Op.DIV_C,
+    }
+)
+NARY = frozenset({Op.SUM, Op.AFFINE, Op.LOGSUMEXP})
+
+
+def arity(op: Op) -> int | None:
+    """Number of parents of a row of this op; ``None`` for n-ary ops."""
+    if op == Op.LEAF:
+        return 0
+    if op in BINARY:
+        return 2
+    if op in UNARY:
+        return 1
+    return None
