@@ -6,6 +6,7 @@ Where things are:
 - ``kernels.py``  the Numba kernels: forward, backward, update, compaction
 - ``value.py``    ``Value``, the scalar handle with micrograd's operators
 - ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP``
+- ``tensor.py``   ``Tensor``, a 2-D matrix of Values (batch forward)
 - ``losses.py``   loss functions
 """
 
@@ -13,6 +14,7 @@ from . import losses
 from .graph import Graph, current_graph
 from .nn import MLP, Activation, Layer, Module, Neuron
 from .ops import Op
+from .tensor import Tensor
 from .value import Value
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "Module",
     "Neuron",
     "Op",
+    "Tensor",
     "Value",
     "current_graph",
     "losses",

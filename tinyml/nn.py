@@ -15,6 +15,7 @@ import numpy as np
 from . import kernels
 from .graph import Graph, current_graph
 from .ops import Op
+from .tensor import Tensor, batch_forward
 from .value import Value, _number, same_graph, wrap
 
 
@@ -161,7 +162,8 @@ class Neuron(Module):
         return self._cache[1]
 
     def forward(self, x) -> Value:
-        return _run([_AsLayer(self)], x)[0]
+        out = _run([_AsLayer(self)], x)
+        return out if isinstance(x, Tensor) else out[0]
 
     __call__ = forward
 
@@ -310,7 +312,12 @@ class MLP(Module):
 # The one forward path shared by Neuron, Layer and MLP
 # ---------------------------------------------------------------------------
 def _run(layers, x) -> list[Value]:
-    """Append the rows of ``layers`` applied to input ``x``; returns output Values."""
+    """Append the rows of ``layers`` applied to input ``x``; returns output Values.
+
+    A Tensor ``x`` is a batch: the result is a Tensor with one row per sample.
+    """
+    if isinstance(x, Tensor):
+        return batch_forward(layers, x)
     graph = layers[0].neurons[0].bias._graph
     n = layers[0].n_inputs
     values, numbers = _split_input(x, n)
