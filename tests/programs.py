@@ -1,0 +1,228 @@
+"""Random expression programs for property tests, run on any scalar backend.
+
+A *program* is a list of leaf values and instructions ``(op, i, j, c)``: apply
+``op`` to earlier nodes ``i`` (and ``j``) and a constant ``c``. Indices count
+back from the newest node, so shrinking makes deep chains, and any node can be
+used many times (shared subexpressions, leaves used several times, ``a + a``).
+
+:func:`resolve` walks a program on the reference (tests/reference.py) and
+replaces each instruction whose inputs are outside a well-conditioned domain
+(log of a small number, division by a small number, a huge result...) by
+``tanh`` of its first input, so every backend computes finite, comparable
+numbers. :func:`run` then builds the resolved program on any backend whose
+values support Python's operators and micrograd's method names (tinyml's
+``Value``, the reference ``Scalar``, a torch wrapper).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from . import reference as ref
+
+UNARY = [
+    "neg",
+    "relu",
+    "tanh",
+    "sigmoid",
+    "sigm",
+    "exp",
+    "log",
+    "leaky_relu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "swish",
+    "softplus",
+    "abs",
+    "abs_method",
+    "sqrt",
+]
+WITH_CONSTANT = [
+    "add_c",
+    "radd_c",
+    "sub_c",
+    "rsub_c",
+    "mul_c",
+    "rmul_c",
+    "div_c",
+    "rdiv_c",
+    "pow_c",
+    "rpow_c",
+]
+BINARY = ["add", "sub", "mul", "div", "pow"]
+ALL_OPS = UNARY + WITH_CONSTANT + BINARY
+KINKED = {"relu", "leaky_relu", "abs", "abs_method"}  # not differentiable at 0
+
+LIMIT = 1e3  # largest |value| a resolved program produces
+MARGIN = 0.25  # distance kept from singularities (log 0, 1/0, 0 ** negative)
+POW_EXPONENTS = [0.0, 1.0, 2.0, 3.0, -1.0, -2.0, 0.5, 1.5, -0.5, 2.5]
+RPOW_BASES = [0.5, 1.5, 2.0, 3.0]
+
+
+def apply(op: str, a, b, c: float):
+    """Node ``op`` over nodes ``a``, ``b`` and constant ``c``, with backend-neutral syntax."""
+    if op == "neg":
+        return -a
+    if op == "abs":
+        return abs(a)
+    if op == "abs_method":
+        return a.abs()
+    if op == "leaky_relu":
+        return a.leaky_relu(abs(c) * 0.1)
+    if op == "gelu_tanh":
+        return a.gelu(approximate="tanh")
+    if op in UNARY:
+        return getattr(a, op)()
+    if op == "add_c":
+        return a + c
+    if op == "radd_c":
+        return c + a
+    if op == "sub_c":
+        return a - c
+    if op == "rsub_c":
+        return c - a
+    if op == "mul_c":
+        return a * c
+    if op == "rmul_c":
+        return c * a
+    if op == "div_c":
+        return a / c
+    if op == "rdiv_c":
+        return c / a
+    if op == "pow_c":
+        return a**c
+    if op == "rpow_c":
+        return c**a
+    if op == "add":
+        return a + b
+    if op == "sub":
+        return a - b
+    if op == "mul":
+        return a * b
+    if op == "div":
+        return a / b
+    if op == "pow":
+        return a**b
+    raise AssertionError(op)
+
+
+def constant_for(op: str, raw: float) -> float:
+    """Map a drawn constant to one that suits ``op`` (nonzero divisor, tabled exponents)."""
+    if op == "pow_c":
+        return POW_EXPONENTS[int(abs(raw) * 1000) % len(POW_EXPONENTS)]
+    if op == "rpow_c":
+        return RPOW_BASES[int(abs(raw) * 1000) % len(RPOW_BASES)]
+    if op in ("div_c", "rdiv_c") and abs(raw) < 0.1:
+        return 0.5
+    return raw
+
+
+def well_conditioned(op: str, x: float, y: float, c: float) -> bool:
+    """Whether ``op`` at inputs ``x``, ``y`` stays away from poles and overflow."""
+    if op == "log":
+        return x >= MARGIN
+    if op == "sqrt":
+        return x >= MARGIN
+    if op == "exp":
+        return x <= 6.0
+    if op == "rdiv_c":
+        return abs(x) >= MARGIN
+    if op == "div":
+        return abs(y) >= MARGIN
+    if op == "pow_c":
+        if c != math.floor(c) and x < MARGIN:
+            return False
+        return not (c < 0.0 and abs(x) < MARGIN)
+    if op == "pow":
+        return x >= MARGIN and abs(y) <= 3.0
+    if op == "rpow_c":
+        return x <= 6.0
+    return True
+
+
+@dataclass
+class Resolved:
+    """A program whose every instruction is safe at its leaf values."""
+
+    leaves: list[float]
+    steps: list[tuple[str, int, int, float]]  # absolute node indices
+    kink_distance: float  # min |input| over relu/abs/leaky_relu nodes (inf if none)
+
+
+def resolve(leaves: list[float], instructions: list[tuple[str, int, int, float]]) -> Resolved:
+    nodes = [ref.Scalar(v) for v in leaves]
+    steps = []
+    kink = math.inf
+    for op, ri, rj, raw in instructions:
+        n = len(nodes)
+        i = n - 1 - ri % n
+        j = n - 1 - rj % n
+        c = constant_for(op, raw)
+        a, b = nodes[i], nodes[j]
+        node = None
+        if well_conditioned(op, a.data, b.data, c):
+            node = apply(op, a, b, c)
+            if not (abs(node.data) <= LIMIT):
+                node = None
+        if node is None:
+            op, j, c = "tanh", i, 0.0
+            node = a.tanh()
+        if op in KINKED:
+            kink = min(kink, abs(a.data))
+        nodes.append(node)
+        steps.append((op, i, j, c))
+    return Resolved(list(leaves), steps, kink)
+
+
+def run(resolved: Resolved, make_leaf) -> list:
+    """Build the program with ``make_leaf(float)``; returns every node (leaves first)."""
+    nodes = [make_leaf(v) for v in resolved.leaves]
+    for op, i, j, c in resolved.steps:
+        nodes.append(apply(op, nodes[i], nodes[j], c))
+    return nodes
+
+
+def gradient_magnitude(root: ref.Scalar) -> dict[int, float]:
+    """Sum over paths of |chain-rule products| for every node: a rounding-error scale."""
+    order = root.topological_order()
+    mag = {id(n): 0.0 for n in order}
+    mag[id(root)] = 1.0
+    for node in reversed(order):
+        for p, d in zip(node.parents, node.local):
+            mag[id(p)] += mag[id(node)] * abs(d)
+    return mag
+
+
+def same(x: float, y: float, scale: float, rel: float) -> bool:
+    """x == y up to ``rel * scale`` (NaN equals NaN, infinities must match)."""
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    return abs(x - y) <= rel * max(scale, abs(x), abs(y), 1e-300)
+
+
+leaf_values = st.floats(-3.0, 3.0, allow_nan=False, allow_subnormal=False)
+constants = st.floats(-3.0, 3.0, allow_nan=False, allow_subnormal=False)
+
+
+@st.composite
+def programs(draw, max_leaves: int = 4, max_ops: int = 14, ops: list[str] | None = None) -> Resolved:
+    """A random resolved program over 1..max_leaves leaves and 1..max_ops instructions."""
+    choices = ALL_OPS if ops is None else ops
+    leaves = draw(st.lists(leaf_values, min_size=1, max_size=max_leaves))
+    n_ops = draw(st.integers(1, max_ops))
+    instructions = [
+        (
+            draw(st.sampled_from(choices)),
+            draw(st.integers(0, 63)),
+            draw(st.integers(0, 63)),
+            draw(constants),
+        )
+        for _ in range(n_ops)
+    ]
+    return resolve(leaves, instructions)
