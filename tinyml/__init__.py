@@ -15,6 +15,7 @@ from .graph import Graph, current_graph
 from .nn import MLP, Activation, Layer, Module, Neuron
 from .ops import Op
 from .tensor import Tensor
+from .train import History, Program, TrainingDiverged, compile, placeholders
 from .value import Value
 
 __all__ = [
@@ -27,6 +28,11 @@ __all__ = [
     "Op",
     "Tensor",
     "Value",
+    "History",
+    "Program",
+    "TrainingDiverged",
+    "compile",
+    "placeholders",
     "current_graph",
     "losses",
 ]

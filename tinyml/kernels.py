@@ -68,6 +68,7 @@ AFFINE = 24
 LOGSUMEXP = 25
 BCE = 26
 DIV_C = 27
+NEURON = 28
 
 
 def _check_codes() -> None:
@@ -98,6 +99,45 @@ def is_unary(o):
     return (o >= ADD_C and o <= ABS) or o == DIV_C
 
 
+# Constants of `tanh`: log2(e), and ln 2 split in a part exact in few bits plus the rest.
+LOG2E = 1.4426950408889634
+LN2_HI = 6.93145751953125e-1
+LN2_LO = 1.42860682030941723212e-6
+
+
+@kernel
+def tanh(x):
+    """tanh in plain arithmetic (within 4 ulp of math.tanh), so lane loops vectorise.
+
+    tanh|x| = m / (m + 2) with m = expm1(2|x|). expm1(y) = 2^n (1 + q(r)) - 1
+    with y = n ln2 + r, |r| <= ln2/2, q(r) = exp(r) - 1 by its Taylor series to
+    r^13 (truncation < 1e-17 relative). For n = 0 (small |x|) m = q exactly, so
+    small inputs keep full relative accuracy. |x| is capped at 20, where tanh
+    already rounds to 1.0; NaN passes through; the sign (also of -0.0) is kept.
+    """
+    y = min(abs(x), 20.0) * 2.0
+    n = math.floor(y * LOG2E + 0.5)
+    r = (y - n * LN2_HI) - n * LN2_LO
+    q = 1.0 / 6227020800.0
+    q = q * r + 1.0 / 479001600.0
+    q = q * r + 1.0 / 39916800.0
+    q = q * r + 1.0 / 3628800.0
+    q = q * r + 1.0 / 362880.0
+    q = q * r + 1.0 / 40320.0
+    q = q * r + 1.0 / 5040.0
+    q = q * r + 1.0 / 720.0
+    q = q * r + 1.0 / 120.0
+    q = q * r + 1.0 / 24.0
+    q = q * r + 1.0 / 6.0
+    q = q * r + 0.5
+    q = q * r + 1.0
+    q = q * r
+    p = float(np.int64(1) << np.int64(n))  # 2^n, n in 0..58: exact
+    m = p * q + (p - 1.0)
+    t = math.copysign(m / (m + 2.0), x)
+    return t if x == x else x
+
+
 @kernel
 def sigmoid(x):
     """Logistic function, exact 0 and 1 at the extremes, never NaN for finite x."""
@@ -117,7 +157,7 @@ def softplus(x):
 def unary_forward(o, x, c):
     """Value of a one-parent row of op ``o`` at input ``x`` (``c`` = aux)."""
     if o == TANH:
-        return math.tanh(x)
+        return tanh(x)
     if o == SIGMOID:
         return sigmoid(x)
     if o == RELU:
@@ -147,7 +187,7 @@ def unary_forward(o, x, c):
     if o == LEAKY_RELU:
         return x if x > 0.0 else c * x
     if o == GELU_TANH:
-        return 0.5 * x * (1.0 + math.tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
+        return 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
     if o == GELU_ERF:
         return 0.5 * x * (1.0 + math.erf(x * INV_SQRT_2))
     if o == SILU:
@@ -193,7 +233,7 @@ def unary_derivative(o, x, z, c):
     if o == LEAKY_RELU:
         return 1.0 if x > 0.0 else c
     if o == GELU_TANH:
-        t = math.tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x))
+        t = tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x))
         dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt
     if o == GELU_ERF:
@@ -210,6 +250,22 @@ def unary_derivative(o, x, z, c):
             return -1.0
         return 0.0
     return math.nan
+
+
+@kernel
+def neuron_grad(act, g, z):
+    """Gradient at a NEURON row's pre-activation, from the output ``z`` and its grad ``g``.
+
+    Recomputed where needed rather than stored, so the row's own ``grad``
+    stays the gradient of its output.
+    """
+    if act == TANH:
+        return g * (1.0 - z * z)
+    if act == SIGMOID:
+        return g * z * (1.0 - z)
+    if act == RELU:
+        return g if z > 0.0 else 0.0
+    return g
 
 
 @kernel
@@ -232,7 +288,7 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
         if o == LEAF:
             continue
         s = pstart[i]
-        if o == AFFINE:
+        if o == AFFINE or o == NEURON:
             # parents: bias, n weights, n inputs
             n = (pstart[i + 1] - s - 1) // 2
             b = pidx[s]
@@ -243,6 +299,18 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
                 x = pidx[s + 1 + n + j]
                 for lane in range(lanes):
                     data[i, lane] += data[w, lane] * data[x, lane]
+            if o == NEURON:  # then the fused activation, in place
+                act = aux[i]
+                if act == TANH:
+                    for lane in range(lanes):
+                        data[i, lane] = tanh(data[i, lane])
+                elif act == SIGMOID:
+                    for lane in range(lanes):
+                        data[i, lane] = sigmoid(data[i, lane])
+                elif act == RELU:
+                    for lane in range(lanes):
+                        x = data[i, lane]
+                        data[i, lane] = 0.0 if x <= 0.0 else x
         elif o <= POW:
             a = pidx[s]
             b = pidx[s + 1]
@@ -259,6 +327,10 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
                     data[i, lane] = x / y
                 else:
                     data[i, lane] = x**y
+        elif o == TANH:  # the common activation gets its own (vectorisable) lane loop
+            a = pidx[s]
+            for lane in range(lanes):
+                data[i, lane] = tanh(data[a, lane])
         elif is_unary(o):
             a = pidx[s]
             c = aux[i]
@@ -309,82 +381,89 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
 # Backward: one row's contribution to its parents' gradients
 # ---------------------------------------------------------------------------
 @kernel
-def backward_row(op, pstart, pidx, aux, data, grad, i):
-    """Add row i's gradient, times each local derivative, into its parents."""
+def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp):
+    """Descending sweep over rows ``hi-1 .. lo``: add each row's gradient, times each
+    local derivative, into its parents' gradients.
+
+    With ``stamp >= 0`` only rows with ``mark[i] == stamp`` take part (the eager
+    graph's ancestors of a root); with ``stamp < 0`` every non-leaf row does.
+    One loop with every op inline: a call per row would cost more than the row.
+    """
     lanes = data.shape[1]
-    o = op[i]
-    s = pstart[i]
-    if o == AFFINE:
-        n = (pstart[i + 1] - s - 1) // 2
-        b = pidx[s]
-        for lane in range(lanes):
-            grad[b, lane] += grad[i, lane]
-        for j in range(n):
-            w = pidx[s + 1 + j]
-            x = pidx[s + 1 + n + j]
+    for i in range(hi - 1, lo - 1, -1):
+        o = op[i]
+        if o == LEAF or (stamp >= 0 and mark[i] != stamp):
+            continue
+        s = pstart[i]
+        if o == TANH:
+            a = pidx[s]
+            for lane in range(lanes):
+                z = data[i, lane]
+                grad[a, lane] += grad[i, lane] * (1.0 - z * z)
+        elif o == AFFINE or o == NEURON:
+            n = (pstart[i + 1] - s - 1) // 2
+            b = pidx[s]
+            act = aux[i] if o == NEURON else 0.0
+            for lane in range(lanes):
+                grad[b, lane] += neuron_grad(act, grad[i, lane], data[i, lane])
+            for j in range(n):
+                w = pidx[s + 1 + j]
+                x = pidx[s + 1 + n + j]
+                for lane in range(lanes):
+                    g = neuron_grad(act, grad[i, lane], data[i, lane])
+                    grad[w, lane] += g * data[x, lane]
+                    grad[x, lane] += g * data[w, lane]
+        elif o <= POW:
+            a = pidx[s]
+            b = pidx[s + 1]
             for lane in range(lanes):
                 g = grad[i, lane]
-                grad[w, lane] += g * data[x, lane]
-                grad[x, lane] += g * data[w, lane]
-    elif o <= POW:
-        a = pidx[s]
-        b = pidx[s + 1]
-        for lane in range(lanes):
-            g = grad[i, lane]
-            x = data[a, lane]
-            y = data[b, lane]
-            if o == ADD:
-                grad[a, lane] += g
-                grad[b, lane] += g
-            elif o == SUB:
-                grad[a, lane] += g
-                grad[b, lane] -= g
-            elif o == MUL:
-                grad[a, lane] += g * y
-                grad[b, lane] += g * x
-            elif o == DIV:
-                grad[a, lane] += g / y
-                grad[b, lane] -= g * x / (y * y)
-            else:
-                # d/dx x^y = y x^(y-1); d/dy x^y = x^y log x, taken as 0 where x == 0
-                # and y >= 0 (PyTorch's convention, so x = 0 gives no NaN)
-                grad[a, lane] += g * y * x ** (y - 1.0)
-                if x == 0.0 and y >= 0.0:
-                    continue
-                grad[b, lane] += g * data[i, lane] * math.log(x)
-    elif is_unary(o):
-        a = pidx[s]
-        c = aux[i]
-        for lane in range(lanes):
-            grad[a, lane] += grad[i, lane] * unary_derivative(o, data[a, lane], data[i, lane], c)
-    elif o == SUM:
-        for k in range(s, pstart[i + 1]):
-            p = pidx[k]
+                x = data[a, lane]
+                y = data[b, lane]
+                if o == ADD:
+                    grad[a, lane] += g
+                    grad[b, lane] += g
+                elif o == SUB:
+                    grad[a, lane] += g
+                    grad[b, lane] -= g
+                elif o == MUL:
+                    grad[a, lane] += g * y
+                    grad[b, lane] += g * x
+                elif o == DIV:
+                    grad[a, lane] += g / y
+                    grad[b, lane] -= g * x / (y * y)
+                else:
+                    # d/dx x^y = y x^(y-1); d/dy x^y = x^y log x, taken as 0 where x == 0
+                    # and y >= 0 (PyTorch's convention, so x = 0 gives no NaN)
+                    grad[a, lane] += g * y * x ** (y - 1.0)
+                    if x == 0.0 and y >= 0.0:
+                        continue
+                    grad[b, lane] += g * data[i, lane] * math.log(x)
+        elif is_unary(o):
+            a = pidx[s]
+            c = aux[i]
             for lane in range(lanes):
-                grad[p, lane] += grad[i, lane]
-    elif o == LOGSUMEXP:
-        # d lse / d p_k = softmax_k = exp(p_k - lse)
-        for k in range(s, pstart[i + 1]):
-            p = pidx[k]
+                grad[a, lane] += grad[i, lane] * unary_derivative(o, data[a, lane], data[i, lane], c)
+        elif o == SUM:
+            for k in range(s, pstart[i + 1]):
+                p = pidx[k]
+                for lane in range(lanes):
+                    grad[p, lane] += grad[i, lane]
+        elif o == LOGSUMEXP:
+            # d lse / d p_k = softmax_k = exp(p_k - lse)
+            for k in range(s, pstart[i + 1]):
+                p = pidx[k]
+                for lane in range(lanes):
+                    grad[p, lane] += grad[i, lane] * math.exp(data[p, lane] - data[i, lane])
+        elif o == BCE:
+            a = pidx[s]
+            b = pidx[s + 1]
             for lane in range(lanes):
-                grad[p, lane] += grad[i, lane] * math.exp(data[p, lane] - data[i, lane])
-    elif o == BCE:
-        a = pidx[s]
-        b = pidx[s + 1]
-        for lane in range(lanes):
-            g = grad[i, lane]
-            p = data[a, lane]
-            y = data[b, lane]
-            grad[a, lane] += g * (p - y) / max(p * (1.0 - p), BCE_EPS)
-            grad[b, lane] += g * (clamped_log(1.0 - p) - clamped_log(p))
-
-
-@kernel
-def backward_all(op, pstart, pidx, aux, data, grad, lo, hi):
-    """Descending sweep over rows ``lo <= i < hi``, every row taking part."""
-    for i in range(hi - 1, lo - 1, -1):
-        if op[i] != LEAF:
-            backward_row(op, pstart, pidx, aux, data, grad, i)
+                g = grad[i, lane]
+                p = data[a, lane]
+                y = data[b, lane]
+                grad[a, lane] += g * (p - y) / max(p * (1.0 - p), BCE_EPS)
+                grad[b, lane] += g * (clamped_log(1.0 - p) - clamped_log(p))
 
 
 # ---------------------------------------------------------------------------
@@ -427,9 +506,7 @@ def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, ro
             stack[top] = p
             top += 1
     grad[root, 0] = 1.0
-    for i in range(root, lo - 1, -1):
-        if mark[i] == stamp:
-            backward_row(op, pstart, pidx, aux, data, grad, i)
+    backward(op, pstart, pidx, aux, data, grad, lo, root + 1, mark, stamp)
 
 
 @kernel
@@ -449,6 +526,15 @@ def sgd_step(data, grad, rows, lr):
 # Compaction: keep rows reachable from live handles, renumber in place
 # ---------------------------------------------------------------------------
 @kernel
+def mark_ancestors(pstart, pidx, keep, n):
+    """Extend ``keep`` (bool[rows]) to every ancestor of a kept row below ``n``."""
+    for i in range(n - 1, -1, -1):
+        if keep[i]:
+            for k in range(pstart[i], pstart[i + 1]):
+                keep[pidx[k]] = True
+
+
+@kernel
 def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
     """Drop rows that no kept row depends on; returns (new n, new n_eval, new index).
 
@@ -456,10 +542,7 @@ def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
     ancestors are added by one descending sweep. Survivors move down in
     order, so the tape stays topologically ordered. Dropped rows map to -1.
     """
-    for i in range(n - 1, -1, -1):
-        if keep[i]:
-            for k in range(pstart[i], pstart[i + 1]):
-                keep[pidx[k]] = True
+    mark_ancestors(pstart, pidx, keep, n)
     new_index = np.full(n, -1, np.int64)
     lanes = data.shape[1]
     m = 0
@@ -485,3 +568,208 @@ def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
         m += 1
     pstart[m] = entries
     return m, new_eval, new_index
+
+
+@kernel
+def extract(op, pstart, pidx, aux, data, keep, n, lanes):
+    """Copy the rows marked in ``keep`` (plus their ancestors) into a new tape.
+
+    Returns ``(op, pstart, pidx, aux, data, new_index)`` of the copy, in the
+    same (topological) order, with ``lanes`` columns; each leaf's value is
+    broadcast to every lane. Used to turn a traced step into a program.
+    """
+    mark_ancestors(pstart, pidx, keep, n)
+    rows = 0
+    entries = 0
+    for i in range(n):
+        if keep[i]:
+            rows += 1
+            entries += pstart[i + 1] - pstart[i]
+    op2 = np.empty(rows, np.uint8)
+    aux2 = np.empty(rows)
+    data2 = np.zeros((rows, lanes))
+    pstart2 = np.empty(rows + 1, np.int64)
+    pidx2 = np.empty(entries, np.int64)
+    new_index = np.full(n, -1, np.int64)
+    m = 0
+    e = 0
+    for i in range(n):
+        if not keep[i]:
+            continue
+        new_index[i] = m
+        op2[m] = op[i]
+        aux2[m] = aux[i]
+        if op[i] == LEAF:
+            for lane in range(lanes):
+                data2[m, lane] = data[i, 0]
+        pstart2[m] = e
+        for k in range(pstart[i], pstart[i + 1]):
+            pidx2[e] = new_index[pidx[k]]
+            e += 1
+        m += 1
+    pstart2[m] = e
+    return op2, pstart2, pidx2, aux2, data2, new_index
+
+
+# ---------------------------------------------------------------------------
+# Compiled training: many epochs of forward + backward + update in one call
+# ---------------------------------------------------------------------------
+@kernel
+def shuffle(order, seed, epoch):
+    """Fisher-Yates shuffle of ``order`` from a splitmix64 stream keyed on (seed, epoch).
+
+    Keyed per epoch, so the permutation sequence does not depend on how the
+    epochs were split into kernel calls.
+    """
+    x = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(epoch)
+    for i in range(order.shape[0] - 1, 0, -1):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        z = x
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = np.int64(z % np.uint64(i + 1))
+        t = order[i]
+        order[i] = order[j]
+        order[j] = t
+
+
+@kernel
+def load_lanes(data, in_rows, samples, order, start, width):
+    """Put samples ``order[start:start+width]`` into the input rows, one per lane.
+
+    Lanes past ``width`` repeat the first sample, so they hold finite values
+    (their loss gradient is seeded with 0, and 0 * finite stays 0).
+    """
+    lanes = data.shape[1]
+    for j in range(in_rows.shape[0]):
+        r = in_rows[j]
+        for lane in range(lanes):
+            s = order[start + lane] if lane < width else order[start]
+            data[r, lane] = samples[s, j]
+
+
+@kernel
+def all_finite(x):
+    for v in x:
+        if not math.isfinite(v):
+            return False
+    return True
+
+
+@kernel
+def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, losses):
+    """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, steps taken, status).
+
+    ``tape``   (op, pstart, pidx, aux, data, grad): the traced step program
+    ``feed``   (in_rows int64[k], samples float64[n, k], order int64[n])
+    ``params`` (rows int64[P], values float64[P], grads float64[P], backup float64[P],
+               state_backup float64[P, s])
+    ``opt``    (kind, state float64[P, s], hyper float64[h]): see ``tinyml.optim``
+    ``run``    int64[5]: loss row, first non-leaf row, batch size, mean (1) or sum (0)
+               over samples, shuffle seed (-1: keep order)
+    ``penalty`` float64[2]: l1 and l2 weights, adding l1*sum|p| + l2*sum(p^2) to each
+               step's loss (once per step, not per sample)
+    ``losses`` float64[epoch1 - epoch0]: each epoch's loss before its updates
+
+    status 0: done; 1: a non-finite loss or gradient, 2: an update that would make
+    a parameter non-finite. On status != 0 the parameters are those from before
+    the failing step and ``epochs completed`` is the failing epoch's offset.
+    """
+    op, pstart, pidx, aux, data, grad = tape
+    in_rows, samples, order = feed
+    rows, values, grads, backup, state_backup = params
+    kind, state, hyper = opt
+    loss_row = run[0]
+    first = run[1]
+    batch = run[2]
+    mean = run[3] == 1
+    seed = run[4]
+    n = samples.shape[0]
+    lanes = data.shape[1]
+    end = loss_row + 1
+    unmarked = np.zeros(1, np.int64)  # every program row takes part in backward
+    for epoch in range(epoch0, epoch1):
+        if seed >= 0:
+            shuffle(order, seed, epoch)
+        total = 0.0
+        for b0 in range(0, n, batch):
+            m = min(batch, n - b0)
+            scale = 1.0 / m if mean else 1.0
+            grads[:] = 0.0
+            batch_loss = 0.0
+            for c0 in range(b0, b0 + m, lanes):
+                width = min(lanes, b0 + m - c0)
+                load_lanes(data, in_rows, samples, order, c0, width)
+                forward(op, pstart, pidx, aux, data, first, end)
+                for lane in range(width):
+                    batch_loss += data[loss_row, lane]
+                grad[first:end, :] = 0.0
+                for p in range(rows.shape[0]):
+                    for lane in range(lanes):
+                        grad[rows[p], lane] = 0.0
+                for lane in range(width):
+                    grad[loss_row, lane] = scale
+                backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1)
+                for p in range(rows.shape[0]):
+                    # last lane first: the order in which the eager graph, built sample
+                    # by sample, accumulates them, so both give identical sums
+                    r = rows[p]
+                    acc = 0.0
+                    for lane in range(width - 1, -1, -1):
+                        acc += grad[r, lane]
+                    grads[p] += acc
+            l1 = penalty[0]
+            l2 = penalty[1]
+            if l1 != 0.0 or l2 != 0.0:
+                for p in range(values.shape[0]):
+                    v = values[p]
+                    sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
+                    batch_loss += (l1 * abs(v) + l2 * v * v) / scale
+                    grads[p] += l1 * sign + 2.0 * l2 * v
+            if not math.isfinite(batch_loss) or not all_finite(grads):
+                losses[epoch - epoch0] = batch_loss * scale
+                return epoch - epoch0, step, 1
+            total += batch_loss
+            backup[:] = values
+            state_backup[:, :] = state
+            step += 1
+            optimizer_step(kind, values, grads, state, hyper, step)
+            if not all_finite(values):
+                values[:] = backup
+                state[:, :] = state_backup
+                return epoch - epoch0, step - 1, 2
+            for p in range(rows.shape[0]):
+                r = rows[p]
+                v = values[p]
+                for lane in range(lanes):
+                    data[r, lane] = v
+        losses[epoch - epoch0] = total / n if mean else total
+    return epoch1 - epoch0, step, 0
+
+
+@kernel
+def optimizer_step(kind, values, grads, state, hyper, t):
+    """Placeholder until tinyml.optim lands: plain SGD with lr = hyper[0]."""
+    lr = hyper[0]
+    for p in range(values.shape[0]):
+        values[p] -= lr * grads[p]
+
+
+@kernel
+def predict_batch(tape, in_rows, out_rows, first, samples, out):
+    """Forward every sample of ``samples`` (lanes at a time); outputs into ``out``."""
+    op, pstart, pidx, aux, data, grad = tape
+    n = samples.shape[0]
+    lanes = data.shape[1]
+    order = np.arange(n)
+    end = 0
+    for r in out_rows:
+        end = max(end, r + 1)
+    for c0 in range(0, n, lanes):
+        width = min(lanes, n - c0)
+        load_lanes(data, in_rows, samples, order, c0, width)
+        forward(op, pstart, pidx, aux, data, first, end)
+        for k in range(out_rows.shape[0]):
+            for lane in range(width):
+                out[c0 + lane, k] = data[out_rows[k], lane]

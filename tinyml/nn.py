@@ -7,14 +7,14 @@ CSR-style) plus one activation row, not the 2n scalar rows micrograd builds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 import numpy as np
 
 from . import kernels
 from .graph import Graph, current_graph
-from .ops import Op
+from .ops import NEURON_ACTIVATIONS, Op
 from .tensor import Tensor, batch_forward
 from .value import Value, _number, same_graph, wrap
 
@@ -301,6 +301,52 @@ class MLP(Module):
 
     __call__ = forward
 
+    def fit(
+        self,
+        X,
+        Y,
+        epochs: int = 1000,
+        loss: str | Callable = "mse",
+        batch_size: int | None = None,
+        report_every: int = 500,
+        callback: Callable[[int, float], object] | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        *,
+        optimizer=None,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        progress: bool = True,
+    ):
+        """Train on ``X`` (n, n_inputs) and ``Y`` with compiled kernels; returns a History.
+
+        ``loss``: "mse", "sse", "cross_entropy" (Y integer labels (n,) or one-hot
+        rows), "binary_cross_entropy", "hinge", or a callable
+        ``(outputs, targets) -> Value`` for ONE sample, averaged over each batch.
+        ``batch_size=None`` is one full-batch step per epoch; mini-batches are
+        reshuffled every epoch when ``shuffle`` (reproducible with ``seed``).
+        ``history.epoch``/``history.loss`` hold the loss before each reported
+        epoch's update, every ``report_every`` epochs plus the last;
+        ``callback(epoch, loss)`` is called at each report and may return False to
+        stop. Plain SGD with ``learning_rate`` unless an ``optimizer`` from
+        ``tm.optim`` is given; ``l1``/``l2`` add penalties on every parameter.
+        A non-finite loss raises ``tm.TrainingDiverged`` naming the epoch and
+        leaves the last finite parameters; so does Ctrl-C (KeyboardInterrupt).
+        ``progress`` shows a progress line on stderr for fits longer than a second.
+        """
+        from .train import fit_model
+
+        return fit_model(
+            self, X, Y, epochs, loss, batch_size, report_every, callback, shuffle, seed,
+            optimizer=optimizer, l1=l1, l2=l2, progress=progress,
+        )
+
+    def predict(self, X) -> np.ndarray:
+        """Outputs for every row of ``X`` (n, n_inputs), as a float64 array (n, n_outputs)."""
+        from .train import predict_model
+
+        return predict_model(self, X)
+
     def __repr__(self) -> str:
         return (
             f"MLP({self.n_inputs}, {self.layer_sizes}, learning_rate={self.learning_rate}, "
@@ -348,11 +394,13 @@ def forward_rows(graph: Graph, layers, rows: list[int]) -> list[int]:
     for layer in layers:
         act, aux = ACTIVATION_OPS[layer.activation]
         out = []
+        fused = act < 0 or act in NEURON_ACTIVATIONS
         for neuron in layer.neurons:
-            r = graph.push(Op.AFFINE, neuron._param_rows() + rows)
-            if act >= 0:
-                r = graph.push(act, (r,), aux)
-            out.append(r)
+            if fused:  # the whole neuron is one NEURON row
+                out.append(graph.push(Op.NEURON, neuron._param_rows() + rows, max(act, 0)))
+            else:
+                r = graph.push(Op.AFFINE, neuron._param_rows() + rows)
+                out.append(graph.push(act, (r,), aux))
         rows = out
     return rows
 

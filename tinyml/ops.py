@@ -49,6 +49,8 @@ class Op(IntEnum):
     BCE = 26  # parents [p, y]: binary cross-entropy with logs clamped at -100
     # ---- appended after the first release of the table ----
     DIV_C = 27  # x / c
+    NEURON = 28  # parents as AFFINE, then the activation whose op code is aux[i]:
+    #              TANH, SIGMOID or RELU (0: none); a whole neuron in one row
 
 
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.BCE})
@@ -75,7 +77,9 @@ UNARY = frozenset(
         Op.DIV_C,
     }
 )
-NARY = frozenset({Op.SUM, Op.AFFINE, Op.LOGSUMEXP})
+NARY = frozenset({Op.SUM, Op.AFFINE, Op.LOGSUMEXP, Op.NEURON})
+# activations a NEURON row can fuse: their derivative is a function of their output
+NEURON_ACTIVATIONS = frozenset({Op.TANH, Op.SIGMOID, Op.RELU})
 
 
 def arity(op: Op) -> int | None:

@@ -1,0 +1,521 @@
+"""Compiled training: trace one sample's step once, then run every epoch in Numba.
+
+The low-level API works for any loss built from Values::
+
+    xs = tm.placeholders(2)              # input slots, fed per sample
+    ys = tm.placeholders(1)
+    loss = tm.losses.mse(model(xs), ys)  # ONE sample's loss, any expression
+    program = tm.compile(loss, inputs=xs + ys, params=model.parameters())
+    history = program.fit(samples, epochs=1000, lr=0.1)   # samples: (n, 3)
+
+``compile`` copies the rows the loss depends on into a separate program
+tape; its size does not depend on the number of samples. ``Program.fit``
+replays it with one lane per sample of a batch, sums the parameter gradients
+over the batch and updates the parameters, for a chunk of epochs per kernel
+call. Between chunks it reports progress, calls the callback and lets Ctrl-C
+through; the parameters are written back to the graph after every chunk, so
+the model is always consistent. ``MLP.fit`` is this, with the model and a
+built-in loss traced for you.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from . import kernels
+from .graph import Graph, current_graph
+from .value import Value, same_graph, wrap
+
+MAX_LANES = 64
+CHUNK_SECONDS = 0.2  # target wall time of one kernel call between reports
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training met a non-finite loss, gradient or parameter.
+
+    ``epoch`` is the 0-based epoch where it happened; the parameters are those
+    from before the failing step (all finite); ``history`` is what was
+    recorded up to then.
+    """
+
+    def __init__(self, message: str, epoch: int, loss: float, history: History) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.loss = loss
+        self.history = history
+
+
+@dataclass
+class History:
+    """Losses recorded by ``fit``: ``epoch`` (0-based) and ``loss`` before that epoch's update."""
+
+    epoch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def __repr__(self) -> str:
+        last = f", last loss {self.loss[-1]:.6g}" if len(self.loss) else ""
+        return f"History({self.epochs_run} epochs, {len(self.epoch)} records{last})"
+
+
+class _Tape(NamedTuple):
+    op: np.ndarray  # uint8[rows]
+    pstart: np.ndarray  # int64[rows + 1]
+    pidx: np.ndarray  # int64[entries]
+    aux: np.ndarray  # float64[rows]
+    data: np.ndarray  # float64[rows, lanes]
+    grad: np.ndarray  # float64[rows, lanes]
+
+
+def placeholders(count: int, graph: Graph | None = None) -> list[Value]:
+    """``count`` input slots (leaf Values, 0.0) whose values ``Program`` feeds per sample."""
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"placeholders: count must be a positive int, got {count!r}")
+    g = current_graph() if graph is None else graph
+    g.reserve(int(count), 0)
+    return [wrap(g, r) for r in g.push_leaves(np.zeros(int(count)))]
+
+
+class _SGD:
+    """Plain SGD in the optimizer interface of ``tinyml.optim`` (used when none is given)."""
+
+    kind = 0
+
+    def __init__(self, params: list[Value], lr: float) -> None:
+        self.params = params
+        self.hyper = np.array([lr, 0.0, 0.0, 0.0, 0.0, 0.0])
+        self.state = np.zeros((len(params), 1))
+        self.t = 0
+
+
+def _default_optimizer(params: list[Value], lr: float):
+    try:
+        from .optim import SGD
+    except ImportError:  # pragma: no cover - optim not available
+        return _SGD(params, lr)
+    return SGD(params, lr)
+
+
+class Program:
+    """A traced step: outputs over input placeholders and parameters, as a flat tape.
+
+    Build it with :func:`compile`. ``run(samples)`` evaluates the outputs for
+    every sample; ``fit(samples, ...)`` trains the parameters on the first
+    output as a per-sample loss.
+    """
+
+    def __init__(self, outputs: Sequence[Value], inputs: Sequence[Value], params: Sequence[Value]) -> None:
+        outputs = list(outputs)
+        inputs = list(inputs)
+        params = list(params)
+        if not outputs:
+            raise ValueError("compile: give at least one output Value")
+        for what, seq in (("output", outputs), ("input", inputs), ("parameter", params)):
+            for i, v in enumerate(seq):
+                if type(v) is not Value:
+                    raise TypeError(f"compile: {what} {i} is {type(v).__name__}, expected a Value")
+        graph = same_graph(outputs + inputs + params)
+        for what, seq in (("input", inputs), ("parameter", params)):
+            for i, v in enumerate(seq):
+                if not v.is_leaf:
+                    raise ValueError(
+                        f"compile: {what} {i} is not a leaf; inputs and parameters must be created "
+                        "with tm.Value(...) or tm.placeholders(...)"
+                    )
+        rows_in = [v._row for v in inputs]
+        rows_p = [v._row for v in params]
+        if len(set(rows_in)) != len(rows_in) or len(set(rows_p)) != len(rows_p):
+            raise ValueError("compile: the same Value appears twice among the inputs or the parameters")
+        if set(rows_in) & set(rows_p):
+            raise ValueError("compile: a Value cannot be both an input and a parameter")
+        graph.evaluate()
+        keep = np.zeros(graph.n, np.bool_)
+        for v in outputs + inputs + params:
+            keep[v._row] = True
+        op, pstart, pidx, aux, data, index = kernels.extract(
+            graph.op, graph.pstart, graph.pidx, graph.aux, graph.data, keep, graph.n, 1
+        )
+        self.graph = graph
+        self.params = params
+        self.n_inputs = len(inputs)
+        self.n_outputs = len(outputs)
+        self._op, self._pstart, self._pidx, self._aux, self._leaf_data = op, pstart, pidx, aux, data
+        self.in_rows = index[rows_in]
+        self.param_rows = index[rows_p]
+        self.out_rows = index[[v._row for v in outputs]]
+        nonleaf = np.nonzero(op != kernels.LEAF)[0]
+        self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
+        self._tapes: dict[int, _Tape] = {}
+
+    def __len__(self) -> int:
+        """Rows in the program tape (independent of the number of samples)."""
+        return len(self._op)
+
+    def __repr__(self) -> str:
+        return (
+            f"Program(rows={len(self)}, inputs={self.n_inputs}, outputs={self.n_outputs}, "
+            f"parameters={len(self.params)})"
+        )
+
+    # -- tapes with lanes ---------------------------------------------------------
+    def _tape(self, lanes: int) -> _Tape:
+        """The program with ``lanes`` columns, parameters refreshed from the graph."""
+        tape = self._tapes.get(lanes)
+        if tape is None:
+            data = np.repeat(self._leaf_data, lanes, axis=1)
+            tape = _Tape(self._op, self._pstart, self._pidx, self._aux, data, np.zeros_like(data))
+            self._tapes = {lanes: tape}  # keep one lane width only
+        self.graph.evaluate()
+        tape.data[self.param_rows, :] = self._current_values()[:, None]
+        return tape
+
+    def _current_values(self) -> np.ndarray:
+        return self.graph.data[[p._row for p in self.params], 0].copy()
+
+    def _write_back(self, values: np.ndarray) -> None:
+        """Store trained values in the graph's parameter rows (rows built earlier keep theirs)."""
+        g = self.graph
+        g.evaluate()
+        g.data[[p._row for p in self.params], 0] = values
+
+    def _samples(self, samples, what: str) -> np.ndarray:
+        a = _finite_matrix(samples, what)
+        if a.shape[1] != self.n_inputs:
+            raise ValueError(f"{what}: expected {self.n_inputs} columns (one per input), got {a.shape[1]}")
+        return a
+
+    # -- evaluation -------------------------------------------------------------------
+    def run(self, samples) -> np.ndarray:
+        """Outputs for every sample: ``samples`` (n, n_inputs) -> (n, n_outputs)."""
+        x = self._samples(samples, "run")
+        out = np.empty((x.shape[0], self.n_outputs))
+        if x.shape[0]:
+            tape = self._tape(min(MAX_LANES, x.shape[0]))
+            kernels.predict_batch(tape, self.in_rows, self.out_rows, self.first, x, out)
+        return out
+
+    # -- training ---------------------------------------------------------------------
+    def fit(
+        self,
+        samples,
+        epochs: int,
+        *,
+        lr: float | None = None,
+        optimizer=None,
+        batch_size: int | None = None,
+        reduction: str = "mean",
+        report_every: int = 500,
+        callback: Callable[[int, float], object] | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        progress: bool = True,
+    ) -> History:
+        """Train the parameters on output 0, a per-sample loss, reduced over each batch.
+
+        ``reduction="mean"`` averages the per-sample losses of a batch, ``"sum"``
+        adds them. Give ``lr`` (plain SGD) or an ``optimizer`` from ``tm.optim``
+        over exactly this program's parameters. ``batch_size=None`` is one
+        full-batch step per epoch. See ``MLP.fit`` for the other arguments.
+        """
+        x = self._samples(samples, "fit")
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("fit: no samples given")
+        epochs = _count(epochs, "epochs", minimum=0)
+        report_every = _count(report_every, "report_every", minimum=1)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"fit: reduction must be 'mean' or 'sum', got {reduction!r}")
+        batch = n if batch_size is None else min(_count(batch_size, "batch_size", minimum=1), n)
+        if callback is not None and not callable(callback):
+            raise TypeError("fit: callback must be callable(epoch, loss)")
+        penalty = np.array([_nonneg(l1, "l1"), _nonneg(l2, "l2")])
+        opt = self._optimizer(lr, optimizer)
+        if shuffle and batch < n:
+            seed = int(np.random.default_rng(seed).integers(0, 2**62))
+        else:
+            seed = -1
+        lanes = min(MAX_LANES, batch)
+        tape = self._tape(lanes)
+        values = self._current_values()
+        order = np.arange(n, dtype=np.int64)
+        feed = (self.in_rows, x, order)
+        p = len(self.params)
+        params = (self.param_rows, values, np.zeros(p), np.zeros(p), np.zeros_like(opt.state))
+        optargs = (int(opt.kind), opt.state, opt.hyper)
+        run = np.array([self.out_rows[0], self.first, batch, reduction == "mean", seed], np.int64)
+
+        stopped = False
+        epochs_rec: list[np.ndarray] = []
+        losses_rec: list[np.ndarray] = []
+        reporter = _Progress(epochs) if progress else None
+        start = time.perf_counter()
+        epoch = 0
+        chunk = 1 if epochs else 0
+        try:
+            while epoch < epochs:
+                end = min(epochs, epoch + chunk)
+                if callback is not None:  # stop at the next report, so the callback can end training
+                    nxt = epoch if epoch % report_every == 0 else epoch + report_every - epoch % report_every
+                    end = min(end, max(nxt, epoch) + 1, epochs)
+                losses = np.empty(end - epoch)
+                t0 = time.perf_counter()
+                done, opt.t, status = kernels.train_epochs(
+                    tape, feed, params, optargs, run, penalty, epoch, end, opt.t, losses
+                )
+                elapsed = time.perf_counter() - t0
+                self._write_back(values)
+                ep = np.arange(epoch, epoch + done)
+                keep = (ep % report_every == 0) | (ep == epochs - 1)
+                epochs_rec.append(ep[keep])
+                losses_rec.append(losses[:done][keep])
+                if status != 0:
+                    bad = epoch + done
+                    history = _history(epochs_rec, losses_rec, bad, time.perf_counter() - start)
+                    what = "the loss or a gradient" if status == 1 else "a parameter update"
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {bad}: {what} became non-finite "
+                        f"(loss {losses[done]!r}); the parameters are those from before that step. "
+                        "Try a smaller learning rate or check the data.",
+                        bad,
+                        float(losses[done]),
+                        history,
+                    )
+                if callback is not None:
+                    for e, v in zip(ep[keep].tolist(), losses[:done][keep].tolist()):
+                        if callback(e, v) is False:
+                            stopped = True
+                epoch = end
+                if reporter is not None:
+                    reporter.update(epoch, losses[done - 1])
+                if stopped:
+                    break
+                # grow or shrink the chunk towards CHUNK_SECONDS per kernel call
+                rate = done / max(elapsed, 1e-6)
+                chunk = int(min(max(1, rate * CHUNK_SECONDS), 4 * max(chunk, 1), 10_000_000))
+        finally:
+            if reporter is not None:
+                reporter.close()
+        history = _history(epochs_rec, losses_rec, epoch, time.perf_counter() - start)
+        history.stopped_early = stopped and epoch < epochs
+        return history
+
+    def _optimizer(self, lr, optimizer):
+        if optimizer is None:
+            if lr is None:
+                raise ValueError("fit: give a learning rate (lr=...) or an optimizer")
+            return _default_optimizer(self.params, _nonneg(lr, "lr"))
+        if lr is not None:
+            raise ValueError("fit: give either lr or optimizer, not both")
+        opt_params = list(getattr(optimizer, "params", ()))
+        if len(opt_params) != len(self.params) or any(a is not b for a, b in zip(opt_params, self.params)):
+            raise ValueError(
+                "fit: the optimizer must be built over exactly the parameters being trained, in the same "
+                "order (e.g. tm.optim.Adam(model.parameters(), lr=1e-3))"
+            )
+        return optimizer
+
+
+def compile(  # noqa: A001 - the natural name; use as tm.compile
+    outputs: Value | Sequence[Value],
+    inputs: Sequence[Value],
+    params: Sequence[Value] = (),
+) -> Program:
+    """Trace ``outputs`` (a loss Value, or a list of Values) over ``inputs`` into a Program.
+
+    ``inputs`` are leaves (usually from :func:`placeholders`) fed per sample;
+    ``params`` are the leaves to train. Every other leaf is a constant, copied
+    as it is now.
+    """
+    if type(outputs) is Value:
+        outputs = [outputs]
+    return Program(outputs, inputs, params)
+
+
+def _history(epochs_rec, losses_rec, epochs_run: int, seconds: float) -> History:
+    ep = np.concatenate(epochs_rec) if epochs_rec else np.zeros(0, np.int64)
+    ls = np.concatenate(losses_rec) if losses_rec else np.zeros(0)
+    return History(ep.astype(np.int64), ls, epochs_run, False, seconds)
+
+
+def _finite_matrix(a, what: str) -> np.ndarray:
+    try:
+        x = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: expected a 2-D array of numbers ({e})") from None
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D array (samples, features), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{what}: contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
+    return np.ascontiguousarray(x)
+
+
+def _count(x, what: str, minimum: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, got {type(x).__name__}")
+    if x < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, got {x}")
+    return int(x)
+
+
+def _nonneg(x, what: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what} must be a number, got {type(x).__name__}")
+    v = float(x)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {x}")
+    return v
+
+
+class _Progress:
+    """A progress line on stderr for fits that run longer than a second.
+
+    On a terminal one line is rewritten in place; otherwise a line is printed
+    every 10 seconds. Short fits print nothing.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def update(self, epoch: int, loss: float) -> None:
+        now = time.perf_counter()
+        if now - self.start < 1.0 or now - self.last < (0.25 if self.tty else 10.0):
+            return
+        self.last = now
+        rate = epoch / (now - self.start)
+        eta = (self.total - epoch) / rate if rate > 0 else float("inf")
+        line = (
+            f"epoch {epoch}/{self.total} ({100.0 * epoch / self.total:.0f}%) loss {loss:.6g} "
+            f"| {rate:,.0f} epochs/s, {eta:.0f}s left"
+        )
+        sys.stderr.write(("\r" + line.ljust(78)) if self.tty else line + "\n")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown and self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# MLP.fit / MLP.predict: trace the model and a built-in loss, then Program.fit
+# ---------------------------------------------------------------------------
+def _per_sample_losses() -> dict[str, tuple[Callable, str]]:
+    """Built-in losses: name -> (one sample's loss from (outputs, targets), batch reduction)."""
+    from . import losses
+
+    return {
+        "mse": (lambda o, t: losses.mse(o, t, reduction="mean"), "mean"),
+        "sse": (lambda o, t: losses.mse(o, t, reduction="sum"), "sum"),
+        "cross_entropy": (lambda o, t: losses.cross_entropy([o], [t]), "mean"),
+        "binary_cross_entropy": (lambda o, t: losses.binary_cross_entropy(o, t), "mean"),
+        "hinge": (lambda o, t: losses.hinge(o, t), "mean"),
+    }
+
+
+def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
+    """Check ``y`` against the model and loss; integer labels become one-hot rows."""
+    k = model.n_outputs
+    if loss == "cross_entropy":
+        arr = np.asarray(y)
+        if arr.ndim == 1:
+            if arr.shape[0] != n:
+                raise ValueError(f"fit: X has {n} samples but Y has {arr.shape[0]} labels")
+            if not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
+                raise ValueError("fit: cross_entropy labels of shape (n,) must be integers")
+            labels = arr.astype(np.int64)
+            if n and (labels.min() < 0 or labels.max() >= k):
+                raise ValueError(
+                    f"fit: labels must be in 0..{k - 1} for a model with {k} outputs, "
+                    f"got {labels.min()}..{labels.max()}"
+                )
+            onehot = np.zeros((n, k))
+            onehot[np.arange(n), labels] = 1.0
+            return onehot
+    t = _finite_matrix(y, "Y")
+    if t.shape[0] != n:
+        raise ValueError(f"fit: X has {n} samples but Y has {t.shape[0]}")
+    if t.shape[1] != k:
+        raise ValueError(f"fit: Y must have {k} columns (the model's outputs), got {t.shape[1]}")
+    return t
+
+
+def _trace(model, loss: str | Callable) -> tuple[Program, str]:
+    """The model's training program for ``loss`` (cached per built-in loss)."""
+    cache = model.__dict__.setdefault("_programs", {})
+    if isinstance(loss, str) and loss in cache:
+        return cache[loss]
+    table = _per_sample_losses()
+    if isinstance(loss, str):
+        if loss not in table:
+            raise ValueError(f"fit: unknown loss {loss!r}; choose one of {sorted(table)} or pass a callable")
+        per_sample, reduction = table[loss]
+    elif callable(loss):
+        per_sample, reduction = loss, "mean"
+    else:
+        raise TypeError(f"fit: loss must be a name or a callable(outputs, targets) -> Value, got {loss!r}")
+    g = model.graph
+    xs = placeholders(model.n_inputs, g)
+    ys = placeholders(model.n_outputs, g)
+    value = per_sample(model(xs), ys)
+    if type(value) is not Value:
+        raise TypeError(f"fit: the loss must return a Value, got {type(value).__name__}")
+    program = Program([value], xs + ys, model.parameters())
+    if isinstance(loss, str):
+        cache[loss] = (program, reduction)
+    return program, reduction
+
+
+def fit_model(model, X, Y, epochs: int, loss, batch_size, report_every, callback, shuffle, seed, **options):
+    x = _finite_matrix(X, "X")
+    if x.shape[1] != model.n_inputs:
+        raise ValueError(f"fit: X must have {model.n_inputs} columns (the model's inputs), got {x.shape[1]}")
+    y = _targets(model, Y, loss, x.shape[0])
+    program, reduction = _trace(model, loss)
+    optimizer = options.pop("optimizer", None)
+    lr = None if optimizer is not None else model.learning_rate
+    return program.fit(
+        np.hstack([x, y]),
+        epochs,
+        lr=lr,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        reduction=reduction,
+        report_every=report_every,
+        callback=callback,
+        shuffle=shuffle,
+        seed=seed,
+        **options,
+    )
+
+
+def predict_model(model, X) -> np.ndarray:
+    x = _finite_matrix(X, "X")
+    if x.shape[1] != model.n_inputs:
+        raise ValueError(f"predict: X must have {model.n_inputs} columns, got {x.shape[1]}")
+    cache = model.__dict__.setdefault("_programs", {})
+    if "predict" not in cache:
+        xs = placeholders(model.n_inputs, model.graph)
+        cache["predict"] = Program(model(xs), xs, model.parameters())
+    return cache["predict"].run(x)
