@@ -1,0 +1,86 @@
+"""Workload 3: start-up, ``python examples/xor_demo.py`` end to end in a subprocess.
+
+Cold: Numba's cache directory (``NUMBA_CACHE_DIR``) is a new empty temporary
+folder, so every kernel the demo needs is compiled. Warm: a second run with the
+same folder, so the kernels are loaded from the cache. ``python -c "import
+tinyml"`` with the warm cache is the floor (interpreter, numpy, numba, tinyml).
+Quick mode passes ``--epochs 200`` to the demo; the full mode runs its defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .core import OK, Entry, Settings, Workload, guarded, measure, median
+
+KEY = "startup"
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "examples" / "xor_demo.py"
+CONVERGED = 1e-2
+_LOSS = re.compile(r"Total Loss:\s*([-+0-9.eEinfa]+)")
+
+
+def _run(args: list[str], cache: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+    )
+
+
+def run(settings: Settings) -> Workload:
+    w = Workload(KEY, "3. Start-up: python examples/xor_demo.py end to end", "s", "xor_demo.py warm")
+    demo_args = [str(DEMO), *settings.pick([], ["--epochs", "200"])]
+    w.notes.append("command: python " + " ".join([f"examples/{DEMO.name}", *demo_args[1:]]))
+    folders: list[str] = []
+
+    def new_cache() -> str:
+        folders.append(tempfile.mkdtemp(prefix="tinyml-bench-numba-"))
+        return folders[-1]
+
+    try:
+        cold = guarded(w, "xor_demo.py cold", lambda e: _demo(e, lambda: new_cache(), demo_args, 1, settings))
+        warm_cache = folders[-1] if folders and cold.status == OK else None
+
+        def warm_body(e: Entry) -> None:
+            _demo(e, lambda: warm_cache or new_cache(), demo_args, settings.repeats, settings)
+
+        guarded(w, "xor_demo.py warm", warm_body)
+        guarded(w, "import tinyml (warm)", lambda e: _import(e, warm_cache or new_cache(), settings.repeats))
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+    cold, warm = w.entry("xor_demo.py cold"), w.entry("xor_demo.py warm")
+    if cold.status == OK and warm.status == OK:
+        w.extra["compile_seconds"] = cold.value - warm.value
+        w.notes.append(f"cold - warm = {cold.value - warm.value:.2f} s of compilation (and cache writing)")
+    return w
+
+
+def _demo(e: Entry, cache, demo_args: list[str], repeats: int, settings: Settings) -> None:
+    times, proc = measure(cache, lambda folder: _run(demo_args, folder), repeats)
+    e.times = times
+    e.value = median(times)
+    if proc.returncode != 0:
+        e.check = f"FAILED: exit status {proc.returncode}: {proc.stderr.strip()[-500:]}"
+        return
+    losses = _LOSS.findall(proc.stdout)
+    if "Final Predictions" not in proc.stdout or not losses:
+        e.check = f"FAILED: unexpected output: {proc.stdout.strip()[-300:]!r}"
+        return
+    e.loss = float(losses[-1])
+    e.check = OK
+    if not settings.quick and not e.loss < CONVERGED:
+        e.check = f"FAILED: final loss {e.loss:g}, expected < {CONVERGED:g}"
+
+
+def _import(e: Entry, cache: str, repeats: int) -> None:
+    times, proc = measure(lambda: cache, lambda folder: _run(["-c", "import tinyml"], folder), repeats)
+    e.times = times
+    e.value = median(times)
+    e.check = OK if proc.returncode == 0 else f"FAILED: {proc.stderr.strip()[-500:]}"
