@@ -296,6 +296,28 @@ class MLP(Module):
         g.evaluate()  # rows already built keep the parameters they were built with
         kernels.sgd_step(g.data, g.grad, self.parameter_rows(), self.learning_rate)
 
+    def save(self, path, optimizer=None) -> None:
+        """Write architecture, learning rate and parameters to the .npz ``path``, atomically.
+
+        ``optimizer`` (over ``model.parameters()``) saves its state alongside; see ``tinyml.io``.
+        """
+        from . import io
+
+        io.save_model(self, path, optimizer=optimizer)
+
+    @classmethod
+    def load(cls, path, *, graph: Graph | None = None) -> MLP:
+        """A new model from a file written by :meth:`save` (``tm.ModelFileError`` if unreadable)."""
+        from . import io
+
+        return io.load_model(path, graph=graph)
+
+    def load_parameters(self, path) -> None:
+        """Load parameters saved by :meth:`save` into this model of the same architecture."""
+        from . import io
+
+        io.load_parameters(self, path)
+
     def forward(self, x):
         return _run(self.layers, x)
 

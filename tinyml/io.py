@@ -1,0 +1,464 @@
+"""Saving and loading models (and optimiser state) as NumPy ``.npz`` files, without pickle.
+
+The file is an ordinary ``.npz`` that ``numpy.load(path, allow_pickle=False)``
+reads; every entry is a plain number, string or float64 array:
+
+=====================  ==============================================================
+key                    content
+=====================  ==============================================================
+``format``             the string ``"tinyml.MLP"``
+``format_version``     int, ``FORMAT_VERSION`` (files of a newer version are refused)
+``n_inputs``           int
+``layer_sizes``        int64[L]
+``activation``         str, e.g. ``"tanh"`` (hidden layers)
+``output_activation``  str (last layer)
+``init``               str, the initialisation the model was built with
+``learning_rate``      float
+``layers.{i}.weight``  float64[layer_sizes[i], fan_in], row j = neuron j's weights
+                       (the layout of PyTorch's ``nn.Linear.weight``)
+``layers.{i}.bias``    float64[layer_sizes[i]]
+``optimizer.*``        only when saved with ``optimizer=``: ``kind`` (int),
+                       ``name`` (str), ``hyper``, ``state`` (float64 arrays) and
+                       ``t`` (int), as in ``Optimizer.state_dict()``
+=====================  ==============================================================
+
+Writing is atomic: the file is written to a temporary file in the same
+directory, flushed to disk (fsync) and renamed over ``path``, so a crash
+leaves either the old file or the new one, never half of one. Reading checks
+everything (tag, version, architecture, shapes, dtypes, finiteness) before a
+single parameter is written, so a bad file raises :class:`ModelFileError`
+and leaves the model (or optimiser) as it was.
+
+Typical use::
+
+    model.save("model.npz", optimizer=opt)          # parameters + optimiser state
+    model = tm.MLP.load("model.npz")                # a new model
+    opt = tm.optim.Adam(model.parameters())
+    tm.io.load_optimizer_state("model.npz", opt)    # resume training exactly
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+
+from .graph import Graph
+from .nn import INITS, MLP, Activation
+from .optim import KINDS, Optimizer, _check_params
+
+FORMAT = "tinyml.MLP"
+FORMAT_VERSION = 1
+
+PathLike = str | os.PathLike
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable tinyml model, or does not fit the model it is loaded into."""
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+def _layer_rows(model: MLP) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Tape rows of each layer's (weights (n_out, n_in), biases (n_out,))."""
+    out = []
+    for layer in model.layers:
+        w = np.array([[p._row for p in n.weights] for n in layer.neurons], np.int64)
+        b = np.array([n.bias._row for n in layer.neurons], np.int64)
+        if (w.size and w.min() < 0) or b.min() < 0:
+            raise RuntimeError("the model's parameters were freed (their graph was cleared)")
+        out.append((w, b))
+    return out
+
+
+def _check_model(model: object) -> MLP:
+    if not isinstance(model, MLP):
+        raise TypeError(f"expected a tinyml MLP, got {type(model).__name__}")
+    return model
+
+
+def model_arrays(model: MLP) -> dict[str, np.ndarray]:
+    """Everything :func:`save_model` writes for ``model``, as a dict of arrays.
+
+    Raises ValueError if a parameter is NaN or infinite: such a model is the
+    result of diverged training, and saving it would only hide that.
+    """
+    model = _check_model(model)
+    graph = model.graph
+    graph.evaluate()
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(FORMAT),
+        "format_version": np.array(FORMAT_VERSION, np.int64),
+        "n_inputs": np.array(model.n_inputs, np.int64),
+        "layer_sizes": np.array(model.layer_sizes, np.int64),
+        "activation": np.array(Activation.parse(model.activation).value),
+        "output_activation": np.array(Activation.parse(model.output_activation).value),
+        "init": np.array(model.init),
+        "learning_rate": np.array(model.learning_rate, np.float64),
+    }
+    for i, (w_rows, b_rows) in enumerate(_layer_rows(model)):
+        w = graph.data[w_rows, 0]
+        b = graph.data[b_rows, 0]
+        for name, a in (("weight", w), ("bias", b)):
+            bad = np.argwhere(~np.isfinite(a))
+            if bad.size:
+                where = ", ".join(str(int(k)) for k in bad[0])
+                raise ValueError(
+                    f"refusing to save: layers.{i}.{name}[{where}] is {a[tuple(bad[0])]} "
+                    f"({len(bad)} non-finite value(s) in that array); training probably diverged"
+                )
+        arrays[f"layers.{i}.weight"] = w
+        arrays[f"layers.{i}.bias"] = b
+    return arrays
+
+
+def optimizer_arrays(optimizer: Optimizer, model: MLP | None = None) -> dict[str, np.ndarray]:
+    """The ``optimizer.*`` entries for ``optimizer``; checks it optimises ``model``'s parameters."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a tinyml.optim optimizer, got {type(optimizer).__name__}")
+    if model is not None:
+        params = model.parameters()
+        same = len(params) == len(optimizer.params) and all(
+            p._graph is q._graph and p._row == q._row for p, q in zip(params, optimizer.params)
+        )
+        if not same:
+            raise ValueError(
+                "the optimizer does not optimise this model's parameters (in model.parameters() "
+                "order); create it with tm.optim.<Name>(model.parameters(), ...)"
+            )
+    sd = optimizer.state_dict()
+    if not np.all(np.isfinite(sd["state"])):
+        raise ValueError("refusing to save: the optimizer state holds non-finite numbers")
+    return {
+        "optimizer.kind": np.array(sd["kind"], np.int64),
+        "optimizer.name": np.array(type(optimizer).__name__),
+        "optimizer.hyper": sd["hyper"],
+        "optimizer.state": sd["state"],
+        "optimizer.t": np.array(sd["t"], np.int64),
+    }
+
+
+def write_npz(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` (exactly that name) as an .npz, atomically.
+
+    A temporary file next to ``path`` is written, fsync'd and then renamed over
+    ``path`` with ``os.replace``; on any error the temporary file is removed
+    and an existing ``path`` is left as it was.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    base = os.path.basename(path)
+    if not base:
+        raise ValueError(f"path {path!r} names a directory, not a file")
+    tmp = os.path.join(directory, f".{base}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)  # keep the permissions of the file we replace
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename itself durable where the platform allows it (POSIX)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_model(model: MLP, path: PathLike, optimizer: Optimizer | None = None) -> None:
+    """Save ``model`` (architecture, learning rate, parameters) to ``path``, atomically.
+
+    ``path`` (str or os.PathLike) is used as given: no ``.npz`` suffix is added.
+    With ``optimizer`` (created over ``model.parameters()``), its state is saved
+    too, so training can resume exactly: see :func:`load_optimizer_state`.
+    Raises ValueError, writing nothing, if a parameter is NaN or infinite.
+    """
+    arrays = model_arrays(model)
+    if optimizer is not None:
+        arrays.update(optimizer_arrays(optimizer, model))
+    write_npz(path, arrays)
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+class _Spec:
+    """What a model file says, checked: architecture, hyperparameters, parameters."""
+
+    def __init__(self, entries: dict[str, np.ndarray], path: str) -> None:
+        self.path = path
+        self.n_inputs = _int(entries, "n_inputs", path, minimum=1)
+        sizes = _array(entries, "layer_sizes", path)
+        if sizes.ndim != 1 or sizes.size == 0 or sizes.dtype.kind not in "iu" or sizes.min() < 1:
+            raise ModelFileError(f"{path}: layer_sizes must be a non-empty list of positive ints")
+        self.layer_sizes = [int(s) for s in sizes]
+        self.activation = _activation(entries, "activation", path)
+        self.output_activation = _activation(entries, "output_activation", path)
+        self.init = _string(entries, "init", path)
+        if self.init not in INITS:
+            raise ModelFileError(f"{path}: unknown init {self.init!r}")
+        self.learning_rate = _float(entries, "learning_rate", path)
+        self.layers: list[tuple[np.ndarray, np.ndarray]] = []
+        fan_in = self.n_inputs
+        for i, n_out in enumerate(self.layer_sizes):
+            w = _parameters(entries, f"layers.{i}.weight", (n_out, fan_in), path)
+            b = _parameters(entries, f"layers.{i}.bias", (n_out,), path)
+            self.layers.append((w, b))
+            fan_in = n_out
+        if f"layers.{len(self.layer_sizes)}.weight" in entries:
+            raise ModelFileError(f"{path}: holds more layers than its layer_sizes {self.layer_sizes}")
+
+    def describe(self) -> str:
+        return f"MLP({self.n_inputs}, {self.layer_sizes})"
+
+
+def _array(entries: dict, key: str, path: str) -> np.ndarray:
+    if key not in entries:
+        raise ModelFileError(f"{path}: missing entry {key!r}; the file is incomplete or not a tinyml model")
+    return entries[key]
+
+
+def _int(entries: dict, key: str, path: str, minimum: int = 0) -> int:
+    a = _array(entries, key, path)
+    if a.shape != () or a.dtype.kind not in "iu" or int(a) < minimum:
+        raise ModelFileError(f"{path}: {key} must be an int >= {minimum}, found {a.dtype}{list(a.shape)}")
+    return int(a)
+
+
+def _float(entries: dict, key: str, path: str) -> float:
+    a = _array(entries, key, path)
+    if a.shape != () or a.dtype.kind != "f" or not np.isfinite(a):
+        raise ModelFileError(f"{path}: {key} must be a finite float, found {a!r:.60}")
+    return float(a)
+
+
+def _string(entries: dict, key: str, path: str) -> str:
+    a = _array(entries, key, path)
+    if a.shape != () or a.dtype.kind != "U":
+        raise ModelFileError(f"{path}: {key} must be a string, found {a.dtype}{list(a.shape)}")
+    return str(a)
+
+
+def _activation(entries: dict, key: str, path: str) -> Activation:
+    name = _string(entries, key, path)
+    try:
+        return Activation.parse(name)
+    except ValueError as e:
+        raise ModelFileError(f"{path}: {key}: {e}") from None
+
+
+def _parameters(entries: dict, key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
+    a = _array(entries, key, path)
+    if a.dtype != np.float64 or a.shape != shape:
+        raise ModelFileError(f"{path}: {key} must be float64{list(shape)}, found {a.dtype}{list(a.shape)}")
+    if not np.all(np.isfinite(a)):
+        raise ModelFileError(f"{path}: {key} holds non-finite values")
+    return a
+
+
+def read_entries(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The entries of a tinyml file (only those of ``keys`` that it has, if given).
+
+    Checks the format tag and version first. Missing files and unreadable
+    paths raise the usual OSError; content that is not a tinyml file of a
+    version this code reads (empty, truncated, random bytes, a pickle, another
+    .npz) raises ModelFileError.
+    """
+    path = os.fspath(path)
+    name = repr(path)
+    with open(path, "rb") as fh:  # we own the handle: numpy leaks it on some damaged zips
+        try:
+            return _read_open(fh, name, keys)
+        except ModelFileError:
+            raise
+        except Exception as e:  # untrusted content can fail in many ways; all mean the same
+            raise ModelFileError(
+                f"{name} is not a tinyml model file, or is damaged ({type(e).__name__}: {e})"
+            ) from e
+
+
+def _read_open(fh, name: str, keys: Sequence[str] | None) -> dict[str, np.ndarray]:
+    f = np.load(fh, allow_pickle=False)
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ModelFileError(f"{name} is not a tinyml model file (it holds one bare array, not an .npz)")
+    with f:
+        files = set(f.files)
+        if "format" not in files:
+            raise ModelFileError(f"{name} is not a tinyml model file (it has no 'format' entry)")
+        tag = f["format"]
+        if tag.shape != () or tag.dtype.kind != "U" or str(tag) != FORMAT:
+            raise ModelFileError(f"{name} is not a tinyml model file (format is {tag!r:.60})")
+        version = f["format_version"] if "format_version" in files else None
+        if version is None or version.shape != () or version.dtype.kind not in "iu":
+            raise ModelFileError(f"{name}: missing or malformed format_version")
+        if int(version) > FORMAT_VERSION or int(version) < 1:
+            raise ModelFileError(
+                f"{name} has format version {int(version)}; this tinyml reads version "
+                f"{FORMAT_VERSION} (a newer tinyml wrote it?)"
+            )
+        wanted = files if keys is None else files.intersection(keys)
+        return {k: f[k] for k in sorted(wanted)}
+
+
+def _model_keys(entries_or_files) -> list[str]:
+    return [k for k in entries_or_files if not k.startswith("optimizer.")]
+
+
+def read_spec(path: PathLike) -> _Spec:
+    """Read and fully check the model part of a tinyml file."""
+    entries = read_entries(path)
+    return _Spec({k: entries[k] for k in _model_keys(entries)}, repr(os.fspath(path)))
+
+
+def _write_parameters(model: MLP, spec: _Spec) -> None:
+    """Copy checked parameters into the model's rows (no check can fail from here on)."""
+    graph = model.graph
+    graph.evaluate()  # rows built before keep the parameters they were built with
+    for (w_rows, b_rows), (w, b) in zip(_layer_rows(model), spec.layers):
+        graph.data[w_rows, :] = w[..., None]
+        graph.data[b_rows, :] = b[:, None]
+
+
+def load_model(path: PathLike, *, graph: Graph | None = None) -> MLP:
+    """A new MLP with the architecture, learning rate and parameters saved in ``path``.
+
+    ``graph`` picks the tape to build it in (default: the current one). Its
+    predictions are bit-for-bit those of the saved model.
+    """
+    spec = read_spec(path)
+    model = MLP(
+        spec.n_inputs,
+        spec.layer_sizes,
+        spec.learning_rate,
+        spec.activation,
+        seed=0,
+        output_activation=spec.output_activation,
+        init=spec.init,
+        graph=graph,
+    )
+    _write_parameters(model, spec)
+    return model
+
+
+def load_parameters(model: MLP, path: PathLike) -> None:
+    """Load the parameters saved in ``path`` into ``model``, which must have the same architecture.
+
+    Same architecture means the same ``n_inputs``, ``layer_sizes``,
+    ``activation`` and ``output_activation``; anything else raises
+    ModelFileError and changes nothing. Only parameters are loaded (not the
+    learning rate); gradients are left as they are.
+    """
+    model = _check_model(model)
+    spec = read_spec(path)
+    mismatches = []
+    if spec.n_inputs != model.n_inputs or spec.layer_sizes != list(model.layer_sizes):
+        mismatches.append(f"{spec.describe()} != MLP({model.n_inputs}, {list(model.layer_sizes)})")
+    for key in ("activation", "output_activation"):
+        theirs = getattr(spec, key)
+        ours = Activation.parse(getattr(model, key))
+        if theirs is not ours:
+            mismatches.append(f"{key} {theirs.value!r} != {ours.value!r}")
+    if mismatches:
+        raise ModelFileError(
+            f"{spec.path} holds a model of another architecture than this one: " + "; ".join(mismatches)
+        )
+    _write_parameters(model, spec)
+
+
+# ---------------------------------------------------------------------------
+# Optimiser state
+# ---------------------------------------------------------------------------
+_OPTIMIZER_KEYS = ("optimizer.kind", "optimizer.hyper", "optimizer.state", "optimizer.t")
+
+
+def _optimizer_state_dict(path: PathLike) -> dict:
+    name = repr(os.fspath(path))
+    entries = read_entries(path, _OPTIMIZER_KEYS)
+    missing = [k for k in _OPTIMIZER_KEYS if k not in entries]
+    if missing:
+        raise ModelFileError(
+            f"{name} holds no optimizer state (missing {', '.join(missing)}); "
+            "save it with model.save(path, optimizer=opt)"
+        )
+    kind = entries["optimizer.kind"]
+    t = entries["optimizer.t"]
+    for key, a in (("optimizer.kind", kind), ("optimizer.t", t)):
+        if a.shape != () or a.dtype.kind not in "iu":
+            raise ModelFileError(f"{name}: {key} must be an int, found {a.dtype}{list(a.shape)}")
+    if int(kind) not in KINDS:
+        raise ModelFileError(f"{name}: unknown optimizer kind {int(kind)}")
+    return {
+        "kind": int(kind),
+        "hyper": entries["optimizer.hyper"],
+        "state": entries["optimizer.state"],
+        "t": int(t),
+    }
+
+
+def load_optimizer_state(path: PathLike, optimizer: Optimizer) -> None:
+    """Restore ``optimizer`` (step count, buffers and hyperparameters) from ``path``.
+
+    ``path`` must have been saved with ``model.save(path, optimizer=...)`` by an
+    optimiser of the same class over the same number of parameters; otherwise
+    ModelFileError, and ``optimizer`` is unchanged.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a tinyml.optim optimizer, got {type(optimizer).__name__}")
+    sd = _optimizer_state_dict(path)
+    name = repr(os.fspath(path))
+    if sd["kind"] != optimizer.kind:
+        raise ModelFileError(
+            f"{name} holds {KINDS[sd['kind']].__name__} state, "
+            f"but the optimizer is {type(optimizer).__name__}"
+        )
+    try:
+        optimizer.load_state_dict(sd)
+    except (ValueError, TypeError) as e:
+        raise ModelFileError(f"{name}: optimizer state does not fit: {e}") from None
+
+
+def load_optimizer(path: PathLike, params) -> Optimizer:
+    """A new optimiser of the saved class over ``params`` (e.g. ``model.parameters()``), restored."""
+    params = _check_params(params)  # errors about params are the caller's, not the file's
+    sd = _optimizer_state_dict(path)
+    try:
+        return Optimizer.from_state_dict(params, sd)
+    except ValueError as e:
+        raise ModelFileError(f"{os.fspath(path)!r}: optimizer state does not fit: {e}") from None
+
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "load_model",
+    "load_optimizer",
+    "load_optimizer_state",
+    "load_parameters",
+    "model_arrays",
+    "optimizer_arrays",
+    "read_entries",
+    "save_model",
+    "write_npz",
+]
