@@ -1,0 +1,303 @@
+"""The tape engine: deep graphs, compaction, bounded memory in eager loops, lazy evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinyml as tm
+from tinyml import Value
+
+from . import reference as ref
+from .programs import apply, gradient_magnitude, programs, run, same
+
+
+# ---------------------------------------------------------------------------
+# Deep graphs: no recursion anywhere
+# ---------------------------------------------------------------------------
+def test_million_node_chain():
+    k = 1.0000001
+    steps = 500_000  # two rows per step: a million interior nodes
+    with tm.Graph() as g:
+        x0 = Value(2.0)
+        x = x0
+        for _ in range(steps):
+            x = x * k + 0.0
+        assert len(g) >= 2 * steps + 1
+        value = x.data
+        x.backward()
+        grad = x0.grad
+    # x = 2 k^n and dx/dx0 = k^n; a product of n roundings is within n ulps of k^n
+    exact = math.exp(steps * math.log(k))
+    assert value == pytest.approx(2.0 * exact, rel=1e-9)
+    assert grad == pytest.approx(exact, rel=1e-9)
+    assert value == 2.0 * grad  # the same products, scaled by an exact power of two
+
+
+def test_deep_chain_of_unary_ops():
+    with tm.Graph():
+        a = Value(0.5)
+        x = a
+        for _ in range(100_000):
+            x = x.tanh()
+        x.backward()
+        got = (x.data, a.grad)
+    r = ref.Scalar(0.5)
+    y = r
+    for _ in range(100_000):
+        y = y.tanh()
+    y.backward()  # the reference is iterative too
+    assert got == pytest.approx((y.data, r.grad), rel=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# Compaction: rows no live Value needs are reclaimed, survivors renumbered
+# ---------------------------------------------------------------------------
+def garbage(leaves, i):
+    """Build and drop a few rows, as a loop body that keeps nothing does."""
+    a = leaves[i % len(leaves)]
+    _ = ((a * 2.0 + 1.0).tanh() * a - a.exp()).relu()
+
+
+def test_compaction_keeps_results_and_bounds_the_graph():
+    values = [0.3, -1.2, 2.0, 0.0]
+    with tm.Graph(capacity=16) as g:
+        leaves = [Value(v) for v in values]
+        kept = []
+        capacities = []
+        for step in range(6000):
+            garbage(leaves, step)
+            if step % 300 == 0 and step < 3000:  # the second half only makes garbage
+                a, b = leaves[step % 4], leaves[(step + 1) % 4]
+                node = (a * b + a.sigmoid()) / (1.0 + b * b)
+                if step % 600 == 0:
+                    _ = node.data  # some evaluated before compaction moves them, some not
+                kept.append((step, node))
+            capacities.append(g.capacity)
+        assert g.generation > 0  # compaction did run
+        assert capacities[-1] <= 256
+        assert capacities[-1] == capacities[len(capacities) // 2]  # stopped growing
+        g.collect()
+        assert len(g) <= 4 + 6 * len(kept)
+        got = []
+        for _, node in kept:
+            for v in leaves:
+                v.zero_grad()
+            node.backward()
+            got.append((node.data, [v.grad for v in leaves]))
+    rleaves = [ref.Scalar(v) for v in values]
+    for (step, _), (data, grads) in zip(kept, got):
+        a, b = rleaves[step % 4], rleaves[(step + 1) % 4]
+        r = (a * b + a.sigmoid()) / (1.0 + b * b)
+        r.backward()
+        expected = [v.grad if v in (a, b) else 0.0 for v in rleaves]
+        assert data == pytest.approx(r.data, rel=1e-14)
+        assert grads == pytest.approx(expected, rel=1e-13)
+
+
+def test_compaction_preserves_accumulated_leaf_grads():
+    with tm.Graph(capacity=16) as g:
+        a = Value(1.5)
+        y = a * a * 3.0  # dy/da = 9
+        y.backward()
+        generation = g.generation
+        for i in range(200):
+            garbage([a], i)
+        assert g.generation > generation
+        assert a.grad == 9.0
+        y.backward()
+        assert a.grad == 18.0
+        assert y.data == 6.75
+
+
+def test_explicit_collect_returns_freed_rows():
+    with tm.Graph() as g:
+        a = Value(1.0)
+        for i in range(10):
+            garbage([a], i)
+        before = len(g)
+        keep = a * 4.0
+        freed = g.collect()
+        assert freed == before + 1 - len(g)
+        assert len(g) == 2
+        assert keep.data == 4.0
+
+
+def test_collect_keeps_ancestors_of_live_values():
+    with tm.Graph() as g:
+        a = Value(0.25)
+        b = a.exp()
+        c = b * b  # keeps b's row alive even when b's handle is dropped
+        del b
+        g.collect()
+        assert len(g) == 3
+        c.backward()
+        assert (c.data, a.grad) == pytest.approx((math.exp(0.5), 2 * math.exp(0.5)), rel=1e-15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(programs(max_leaves=3, max_ops=12), st.integers(0, 7))
+def test_random_graphs_survive_compaction(prog, garbage_per_step):
+    """Build a random program in a tiny graph with garbage between its steps."""
+    with tm.Graph(capacity=16) as g:
+        nodes = [Value(v) for v in prog.leaves]
+        for op, i, j, c in prog.steps:
+            for k in range(garbage_per_step):
+                garbage(nodes, k)
+            nodes.append(apply(op, nodes[i], nodes[j], c))
+        for k in range(garbage_per_step * 5):
+            garbage(nodes, k)
+        nodes[-1].backward()
+        got = [(v.data, v.grad) for v in nodes]
+        assert g.capacity <= 256
+    rnodes = run(prog, ref.Scalar)
+    rnodes[-1].backward()
+    mag = gradient_magnitude(rnodes[-1])
+    for k, ((d, gr), r) in enumerate(zip(got, rnodes)):
+        assert same(d, r.data, abs(r.data), 1e-10), (k, d, r.data)
+        assert same(gr, r.grad, mag.get(id(r), 0.0), 1e-10), (k, gr, r.grad)
+
+
+def test_model_survives_compaction():
+    with tm.Graph(capacity=16) as g:
+        model = tm.MLP(2, [3, 1], seed=1)
+        x = [0.4, -0.8]
+        before = model(x)[0].data
+        gen = g.generation
+        for i in range(300):
+            garbage(model.parameters(), i)
+        assert g.generation > gen
+        out = model(x)[0]
+        out.backward()
+        assert out.data == before
+        params = [ref.Scalar(p.data) for p in model.parameters()]
+        h = [ref.neuron(params[3 * k : 3 * k + 2], params[3 * k + 2], x, "tanh") for k in range(3)]
+        r = ref.neuron(params[9:12], params[12], h, "tanh")
+        r.backward()
+        assert out.data == pytest.approx(r.data, rel=1e-14)
+        assert [p.grad for p in model.parameters()] == pytest.approx([p.grad for p in params], rel=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Eager loops run in bounded memory with no user call
+# ---------------------------------------------------------------------------
+XOR_X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+XOR_Y = [0.0, 1.0, 1.0, 0.0]
+
+
+def test_eager_xor_loop_keeps_graph_bounded():
+    with tm.Graph() as g:
+        model = tm.MLP(2, [4, 1], learning_rate=0.1, seed=0)
+        capacity_early = None
+        sizes = []
+        losses = []
+        for epoch in range(4000):
+            loss = 0.0
+            for x, y in zip(XOR_X, XOR_Y):
+                loss = loss + (model(x)[0] - y) ** 2
+            model.zero_grad()
+            loss.backward()
+            model.update()
+            if epoch % 500 == 0:
+                losses.append(loss.data)
+            if epoch == 200:
+                capacity_early = g.capacity
+            sizes.append(len(g))
+        assert g.capacity == capacity_early
+        assert g.capacity <= 4096
+        assert max(sizes) <= g.capacity
+        assert g.generation > 10  # compaction, not growth, absorbed 4000 epochs
+        assert losses[-1] < losses[0]
+
+
+def test_forward_only_loop_keeps_graph_bounded():
+    with tm.Graph() as g:
+        model = tm.MLP(3, [8, 1], seed=2)
+        x = np.array([0.1, -0.2, 0.3])
+        first = model(x)[0].data
+        capacity = None
+        for i in range(20_000):
+            assert model(x)[0].data == first
+            if i == 1000:
+                capacity = g.capacity
+        assert g.capacity == capacity <= 4096
+
+
+def test_scalar_loop_keeps_graph_bounded():
+    with tm.Graph() as g:
+        w = Value(0.5)
+        for i in range(30_000):
+            loss = (w * float(i % 7) - 1.0) ** 2
+            loss.backward()
+            if i == 1000:
+                capacity = g.capacity
+        assert g.capacity == capacity <= 1024
+        assert len(g) <= g.capacity
+
+
+def test_graph_grows_when_everything_is_alive():
+    with tm.Graph(capacity=16) as g:
+        a = Value(1.0)
+        keep = [a * float(i) for i in range(1000)]
+        assert g.capacity >= 1001
+        assert [v.data for v in keep[:5]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert keep[-1].data == 999.0
+
+
+# ---------------------------------------------------------------------------
+# Lazy evaluation has micrograd's eager semantics
+# ---------------------------------------------------------------------------
+def test_setting_a_leaf_keeps_old_value_in_dependents():
+    with tm.Graph():
+        a = Value(2.0)
+        b = a * 3.0  # built, not yet evaluated
+        a.data = 5.0
+        assert b.data == 6.0
+        c = a * 3.0
+        assert c.data == 15.0
+        c.backward()
+        assert a.grad == 3.0
+
+
+def test_setting_a_leaf_after_evaluation():
+    with tm.Graph():
+        a = Value(2.0)
+        b = a.exp()
+        assert b.data == pytest.approx(math.exp(2.0))
+        a.data = 0.0
+        assert b.data == pytest.approx(math.exp(2.0))
+        assert a.exp().data == 1.0
+
+
+def test_many_pending_rows_evaluate_once_correctly():
+    with tm.Graph() as g:
+        a = Value(0.5)
+        outs = [a * float(i) for i in range(100)]
+        assert g.n_eval < len(g)  # nothing computed yet
+        assert outs[50].data == 25.0
+        assert g.n_eval == len(g)
+        assert [v.data for v in outs] == [0.5 * i for i in range(100)]
+
+
+def test_backward_evaluates_pending_rows():
+    with tm.Graph():
+        a = Value(3.0)
+        b = (a * a).log()
+        b.backward()
+        assert a.grad == pytest.approx(2.0 / 3.0, rel=1e-15)
+        assert b.data == pytest.approx(math.log(9.0), rel=1e-15)
+
+
+def test_clear_frees_rows_and_keeps_capacity():
+    g = tm.Graph()
+    with g:
+        vs = [Value(float(i)) * 2.0 for i in range(100)]
+        cap = g.capacity
+        g.clear()
+        assert len(g) == 0 and g.capacity == cap
+        with pytest.raises(RuntimeError):
+            _ = vs[0].data
