@@ -59,11 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only:
         t0 = time.perf_counter()
         module = importlib.import_module(f".{WORKLOADS[name]}", __package__)
-        workload = module.run(settings)
-        workload.extra["wall_seconds"] = time.perf_counter() - t0
-        results.append(workload)
-        print(table(workload), flush=True)
-        print(f"  ({workload.extra['wall_seconds']:.1f} s)\n", flush=True)
+        out = module.run(settings)
+        tables = out if isinstance(out, list) else [out]
+        for workload in tables:
+            print(table(workload), flush=True)
+        tables[-1].extra["wall_seconds"] = seconds = time.perf_counter() - t0
+        print(f"  ({name}: {seconds:.1f} s)\n", flush=True)
+        results.extend(tables)
     failed = [f"{w.key}: {e.name}" for w in results for e in w.entries if e.failed]
     report = {
         "suite": "tinyml benchmarks",

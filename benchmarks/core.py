@@ -16,9 +16,12 @@ import timeit
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: subprocesses run here
 
 OK = "ok"
 SKIPPED = "skipped"  # an optional peer is not installed: never an error

@@ -15,12 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-from .core import OK, Entry, Settings, Workload, guarded, measure, median
+from .core import OK, ROOT, Entry, Settings, Workload, guarded, measure, median
 
 KEY = "startup"
-ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "xor_demo.py"
 CONVERGED = 1e-2
 _LOSS = re.compile(r"Total Loss:\s*([-+0-9.eEinfa]+)")
