@@ -10,11 +10,13 @@ Where things are:
 - ``losses.py``   loss functions
 """
 
-from . import losses
+from . import io, losses, optim, tools
 from .graph import Graph, current_graph
+from .io import ModelFileError
 from .nn import MLP, Activation, Layer, Module, Neuron
 from .ops import Op
 from .tensor import Tensor
+from .tools import draw_dot, gradcheck, to_dot
 from .train import History, Program, TrainingDiverged, compile, placeholders
 from .value import Value
 
@@ -35,5 +37,12 @@ __all__ = [
     "placeholders",
     "current_graph",
     "losses",
+    "ModelFileError",
+    "draw_dot",
+    "gradcheck",
+    "to_dot",
+    "io",
+    "optim",
+    "tools",
 ]
 __version__ = "0.1.0"
