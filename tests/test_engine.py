@@ -140,15 +140,18 @@ def test_collect_keeps_ancestors_of_live_values():
 
 
 @settings(max_examples=60, deadline=None)
-@given(programs(max_leaves=3, max_ops=12), st.integers(0, 7))
-def test_random_graphs_survive_compaction(prog, garbage_per_step):
-    """Build a random program in a tiny graph with garbage between its steps."""
+@given(programs(max_leaves=3, max_ops=12), st.integers(0, 7), st.integers(0, 2**12 - 1))
+def test_random_graphs_survive_compaction(prog, garbage_per_step, reads):
+    """Build a random program in a tiny graph with garbage between its steps,
+    reading some values on the way (so compaction meets partly evaluated tapes)."""
     with tm.Graph(capacity=16) as g:
         nodes = [Value(v) for v in prog.leaves]
-        for op, i, j, c in prog.steps:
+        for step, (op, i, j, c) in enumerate(prog.steps):
             for k in range(garbage_per_step):
                 garbage(nodes, k)
             nodes.append(apply(op, nodes[i], nodes[j], c))
+            if reads >> step & 1:
+                _ = nodes[-1].data
         for k in range(garbage_per_step * 5):
             garbage(nodes, k)
         nodes[-1].backward()

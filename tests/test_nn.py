@@ -488,3 +488,31 @@ def test_mlp_wrong_input_length_names_both_sizes():
     with pytest.raises(ValueError) as info:
         model([1.0, 2.0, 3.0])
     assert "4" in str(info.value) and "3" in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# A model whose graph was cleared: its parameters are freed Values
+# ---------------------------------------------------------------------------
+def test_model_of_a_cleared_graph_raises_clearly(own_graph):
+    """API.md: a freed Value gives a clear exception, never silent garbage.
+
+    Graph.clear() frees the parameters too (its docstring: models built in the
+    graph must be rebuilt); using such a model must say so.
+    """
+    model = tm.MLP(2, [3, 1], seed=0)
+    own_graph.clear()
+    with pytest.raises(RuntimeError, match="freed"):
+        model([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="freed"):
+        model.update()
+    with pytest.raises(RuntimeError, match="freed"):
+        model.zero_grad()
+
+
+def test_neuron_of_a_cleared_graph_raises_clearly(own_graph):
+    neuron = tm.Neuron(2, seed=0)
+    own_graph.clear()
+    with pytest.raises(RuntimeError, match="freed"):
+        neuron([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="freed"):
+        neuron.zero_grad()

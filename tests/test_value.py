@@ -331,6 +331,26 @@ def test_unrelated_leaf_not_touched():
     assert (a.grad, b.grad) == (2.0, 3.0)
 
 
+def test_rows_outside_the_root_ancestry_are_not_touched():
+    a = Value(0.0)
+    bad = a.log() * 0.0  # NaN, but not an ancestor of the root
+    root = a * 2.0
+    root.backward()
+    assert a.grad == 2.0
+    assert bad.grad == 0.0
+
+
+def test_interior_grad_holds_latest_pass_that_reached_it():
+    a = Value(1.0)
+    h = a * 2.0
+    u = h * 3.0
+    v = a * 5.0
+    u.backward()
+    v.backward()  # does not reach h
+    assert h.grad == 3.0
+    assert a.grad == 6.0 + 5.0
+
+
 def test_backward_of_second_root_keeps_leaf_sum():
     a = Value(2.0)
     u = a * a
@@ -490,6 +510,8 @@ def test_freed_value_raises_clearly(own_graph):
         lambda: b.backward(),
         lambda: b.tanh(),
         lambda: Value(1.0) * a,
+        lambda: a.zero_grad(),
+        lambda: setattr(a, "data", 1.0),
     ):
         with pytest.raises(RuntimeError, match="freed"):
             use()
