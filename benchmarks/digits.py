@@ -1,0 +1,82 @@
+"""Workload 6: digits, seconds per epoch (1,797 samples, 57 mini-batches of 32).
+
+Needs scikit-learn (for ``load_digits``); tinyml's entry needs ``tm.Tensor`` and
+``MLP.fit(loss="cross_entropy")``, and is reported as not available until both exist.
+
+Checks: one epoch over the first 69 samples (two full batches and a partial one)
+must give the pure-Python reference's parameters; after the timed epochs over
+the whole set, the parameters must match the hand-written Numba kernel's (the
+run is smooth, so float64 implementations stay within ~1e-9 of each other) and
+the loss must be below the initial one.
+"""
+
+from __future__ import annotations
+
+from .core import OK, Entry, Settings, Unavailable, Workload, close, combine, guarded, measure, median
+from .digits_peers import NET, PEERS, NumbaDigits, Peer, initial_params, load_data
+from .mlp import evaluate, reference_train
+
+KEY = "digits"
+CHECK_SAMPLES = 69
+
+
+def run(settings: Settings) -> Workload:
+    epochs = settings.pick(10, 1)
+    w = Workload(
+        KEY,
+        "6. Digits 64-32-10 (tanh, linear), cross-entropy, batch 32, SGD lr 0.1: time per epoch",
+        "ms/epoch",
+        "tinyml fit",
+    )
+    try:
+        x, y = load_data()
+    except Unavailable as exc:
+        w.notes.append(f"skipped: {exc.reason}")
+        return w
+    flat0 = initial_params()
+    start = evaluate(NET, flat0, x, y)
+    w.notes.append(f"initial loss {start['loss']:.4f}; final loss: mean cross-entropy over all 1,797 samples")
+    xs, ys = x[:CHECK_SAMPLES], y[:CHECK_SAMPLES]
+    want_small = reference_train(NET, flat0, xs, ys, 1)
+    numba = NumbaDigits()
+    state = numba.prepare(flat0, x, y)
+    numba.train(state, epochs)
+    want = numba.params(state)
+
+    def body(e: Entry, peer: Peer) -> None:
+        peer.load()
+        state = peer.prepare(flat0, xs, ys)
+        peer.train(state, 1)  # also compiles, before timing
+        what = f"parameters after one epoch over {CHECK_SAMPLES} samples vs the pure-Python reference"
+        checks = [close(peer.params(state), want_small, 1e-9, 1e-12, what)]
+        peer.train(peer.prepare(flat0, x, y), 1)  # warm-up on the full shapes (JAX compiles per shape)
+
+        def train(state):
+            peer.train(state, epochs)
+            return state
+
+        times, state = measure(lambda: peer.prepare(flat0, x, y), train, settings.repeats)
+        final = peer.params(state)
+        e.times = times
+        e.epochs = epochs
+        e.value = median(times) / epochs * 1e3
+        result = evaluate(NET, final, x, y)
+        e.loss = result["loss"]
+        e.extra["accuracy"] = result["accuracy"]
+        checks.append(
+            close(final, want, 1e-7, 1e-10, f"parameters after {epochs} epoch(s) vs the numba kernel")
+        )
+        if not e.loss < start["loss"]:
+            checks.append(f"FAILED: loss {e.loss:.4g}, not below the initial {start['loss']:.4g}")
+        e.check = combine(*checks)
+
+    for cls in PEERS:
+        guarded(w, cls.name, lambda e, c=cls: body(e, c()))
+    ref = w.entry("tinyml fit")
+    if ref is None or ref.status != OK:
+        w.reference = "numba (hand-written)"
+        w.notes.append("tinyml fit is not available here: ratios are to the hand-written Numba kernel")
+    accuracies = [f"{e.name} {e.extra['accuracy']:.3f}" for e in w.entries if "accuracy" in e.extra]
+    if accuracies:
+        w.notes.append("training-set accuracy: " + ", ".join(accuracies))
+    return w
