@@ -190,6 +190,23 @@ class Graph:
         self.n = n + 1
         return n
 
+    def push_many(self, op: int, parents: np.ndarray, aux: float | np.ndarray = 0.0) -> range:
+        """Append one row of ``op`` per line of ``parents`` (int64, shape (m, k)); no room check.
+
+        The bulk form of :meth:`push`: call ``reserve(m, m * k)`` first. ``aux`` is
+        one constant for every row or an array of m constants.
+        """
+        m, k = parents.shape
+        n = self.n
+        s = int(self.pstart[n])
+        self.pidx[s : s + m * k] = parents.reshape(-1)
+        self.pstart[n + 1 : n + m + 1] = s + k * np.arange(1, m + 1, dtype=np.int64)
+        self.op[n : n + m] = op
+        self.aux[n : n + m] = aux
+        self.grad[n : n + m] = 0.0
+        self.n = n + m
+        return range(n, n + m)
+
     # -- evaluation --------------------------------------------------------------
     def evaluate(self) -> None:
         """Compute every row appended since the last evaluation."""

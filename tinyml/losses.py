@@ -12,7 +12,6 @@ import numpy as np
 
 from .graph import Graph
 from .ops import Op
-from .tensor import push_rows
 from .value import Value, _number, same_graph, wrap
 
 REDUCTIONS = ("mean", "sum")
@@ -67,8 +66,8 @@ def mse(predictions, targets, reduction: str = "mean") -> Value:
         else:
             d = graph.push(Op.ADD_C, (p._row,), -t)
         squares.append(graph.push(Op.POW_C, (d,), 2.0))
-    total = graph.push(Op.SUM, squares)
-    if reduction == "mean":
+    total = graph.push(Op.SUM, squares) if n > 1 else squares[0]
+    if reduction == "mean" and n > 1:
         total = graph.push(Op.DIV_C, (total,), float(n))
     return wrap(graph, total)
 
@@ -190,9 +189,9 @@ def cross_entropy(logits, labels) -> Value:
         graph = same_graph(flat)
         graph.reserve(2 * n + 2, n * k + 3 * n + 1)
         z = _rows_of(flat).reshape(n, k)
-        lse = np.asarray(push_rows(graph, Op.LOGSUMEXP, z))
+        lse = np.asarray(graph.push_many(Op.LOGSUMEXP, z))
         picked = z[np.arange(n), np.asarray(classes, np.int64)]
-        per_sample = push_rows(graph, Op.SUB, np.stack([lse, picked], axis=1))
+        per_sample = graph.push_many(Op.SUB, np.stack([lse, picked], axis=1))
         total = graph.push(Op.SUM, per_sample)
         return wrap(graph, graph.push(Op.DIV_C, (total,), float(n)))
 
@@ -212,8 +211,8 @@ def cross_entropy(logits, labels) -> Value:
     if all_numbers:
         c = np.asarray(graph.push_leaves(np.asarray([math.fsum(row) for row in targets], np.float64)))
     else:
-        c = np.asarray(push_rows(graph, Op.SUM, t))
-    lse = np.asarray(push_rows(graph, Op.LOGSUMEXP, z))
+        c = np.asarray(graph.push_many(Op.SUM, t))
+    lse = np.asarray(graph.push_many(Op.LOGSUMEXP, z))
     zero = graph.push_leaf(0.0)
     a = graph.push(Op.AFFINE, np.concatenate([[zero], c, lse]))
     b = graph.push(Op.AFFINE, np.concatenate([[zero], t.reshape(-1), z.reshape(-1)]))
@@ -238,7 +237,7 @@ def binary_cross_entropy(probs, targets) -> Value:
     graph.reserve(len(numeric) + n + 2, 3 * n + 1)
     const_rows = iter(graph.push_leaves(np.asarray(numeric, np.float64)))
     y = np.fromiter((t._row if type(t) is Value else next(const_rows) for t in tgts), np.int64, n)
-    per_element = push_rows(graph, Op.BCE, np.stack([_rows_of(preds), y], axis=1))
+    per_element = graph.push_many(Op.BCE, np.stack([_rows_of(preds), y], axis=1))
     total = graph.push(Op.SUM, per_element)
     return wrap(graph, graph.push(Op.DIV_C, (total,), float(n)))
 
@@ -281,7 +280,7 @@ def _penalty(params, weight, op: int, aux: float, name: str) -> Value:
     graph = same_graph(values + ([w] if type(w) is Value else []))
     n = len(values)
     graph.reserve(n + 2, 2 * n + 2)
-    terms = push_rows(graph, op, _rows_of(values).reshape(n, 1), aux)
+    terms = graph.push_many(op, _rows_of(values).reshape(n, 1), aux)
     total = graph.push(Op.SUM, terms)
     if type(w) is Value:
         return wrap(graph, graph.push(Op.MUL, (w._row, total)))

@@ -3,7 +3,7 @@
 A Tensor is a shape plus a row-major list of ``Value`` handles; the numbers
 live in the tape. Every operation appends all of its rows at once: one
 ``reserve``, row numbers read from the handles after it (it may renumber),
-bulk writes into the tape arrays (:func:`push_rows`), then one handle per
+bulk writes into the tape arrays (:meth:`Graph.push_many`), then one handle per
 result. A matrix product is one n-ary ``AFFINE`` row per output element, not
 2n scalar rows; ``model(tensor)`` reuses the model's own forward rows.
 """
@@ -19,24 +19,6 @@ from .ops import Op
 from .value import Value, _number, same_graph, wrap
 
 _INDEX_TYPES = (int, np.integer)
-
-
-def push_rows(graph: Graph, op: int, parents: np.ndarray, aux: float | np.ndarray = 0.0) -> range:
-    """Append one row of ``op`` per line of ``parents`` (int64, shape (m, k)); no room check.
-
-    The bulk form of ``Graph.push``: call ``graph.reserve(m, m * k)`` first.
-    ``aux`` is one constant for every row or an array of m constants.
-    """
-    m, k = parents.shape
-    n = graph.n
-    s = int(graph.pstart[n])
-    graph.pidx[s : s + m * k] = parents.reshape(-1)
-    graph.pstart[n + 1 : n + m + 1] = s + k * np.arange(1, m + 1, dtype=np.int64)
-    graph.op[n : n + m] = op
-    graph.aux[n : n + m] = aux
-    graph.grad[n : n + m] = 0.0
-    graph.n = n + m
-    return range(n, n + m)
 
 
 def _freed() -> RuntimeError:
@@ -325,7 +307,7 @@ class Tensor:
         g.reserve(m, 2 * m)
         pa = np.broadcast_to(a._rows_array().reshape(a._shape), shape).reshape(-1)
         pb = np.broadcast_to(b._rows_array().reshape(b._shape), shape).reshape(-1)
-        return Tensor._wrap_rows(g, push_rows(g, op, np.stack([pa, pb], axis=1)), shape)
+        return Tensor._wrap_rows(g, g.push_many(op, np.stack([pa, pb], axis=1)), shape)
 
     def _with_constants(self, op: int, c: np.ndarray) -> Tensor:
         shape = _broadcast(self._shape, c.shape)
@@ -334,7 +316,7 @@ class Tensor:
         g.reserve(m, m)
         p = np.broadcast_to(self._rows_array().reshape(self._shape), shape).reshape(m, 1)
         aux = np.broadcast_to(c, shape).reshape(-1)
-        return Tensor._wrap_rows(g, push_rows(g, op, p, aux), shape)
+        return Tensor._wrap_rows(g, g.push_many(op, p, aux), shape)
 
     def _binary(self, other, tensor_op: int, const_op: int, const=None, reflected: bool = False) -> Tensor:
         c = _constants(other)
@@ -407,14 +389,14 @@ class Tensor:
         g = self._graph
         if axis is None:
             g.reserve(1, self.size)
-            row = push_rows(g, Op.SUM, self._rows_array().reshape(1, -1))[0]
+            row = g.push_many(Op.SUM, self._rows_array().reshape(1, -1))[0]
             return wrap(g, row)
         if axis in (0, -2):
             g.reserve(c, self.size)
-            return Tensor._wrap_rows(g, push_rows(g, Op.SUM, self._rows_array().reshape(r, c).T), (1, c))
+            return Tensor._wrap_rows(g, g.push_many(Op.SUM, self._rows_array().reshape(r, c).T), (1, c))
         if axis in (1, -1):
             g.reserve(r, self.size)
-            return Tensor._wrap_rows(g, push_rows(g, Op.SUM, self._rows_array().reshape(r, c)), (r, 1))
+            return Tensor._wrap_rows(g, g.push_many(Op.SUM, self._rows_array().reshape(r, c)), (r, 1))
         raise ValueError(f"axis must be None, 0 or 1, got {axis!r}")
 
     def mean(self, axis: int | None = None):
@@ -434,7 +416,7 @@ class Tensor:
         g = self._graph
         m = self.size
         g.reserve(m, m)
-        return Tensor._wrap_rows(g, push_rows(g, op, self._rows_array().reshape(m, 1), aux), self._shape)
+        return Tensor._wrap_rows(g, g.push_many(op, self._rows_array().reshape(m, 1), aux), self._shape)
 
     def relu(self) -> Tensor:
         return self._unary(Op.RELU)
@@ -496,7 +478,7 @@ def _matmul(a: Tensor, b: Tensor) -> Tensor:
     parents[:, :, 0] = zero
     parents[:, :, 1 : n + 1] = ra[:, None, :]
     parents[:, :, n + 1 :] = rb.T[None, :, :]
-    return Tensor._wrap_rows(g, push_rows(g, Op.AFFINE, parents.reshape(m * p, k)), (m, p))
+    return Tensor._wrap_rows(g, g.push_many(Op.AFFINE, parents.reshape(m * p, k)), (m, p))
 
 
 def batch_forward(layers, x: Tensor) -> Tensor:
