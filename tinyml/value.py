@@ -17,6 +17,18 @@ from .ops import Op
 _LEAF = int(Op.LEAF)
 
 
+def _operand(x: object) -> float | None:
+    """``x`` as a float if it is a real number, else None (the operator then
+    returns NotImplemented, so Python tries the other operand, e.g. a Tensor,
+    and raises TypeError if neither knows the pair)."""
+    t = type(x)
+    if t is float or t is int:
+        return float(x)
+    if isinstance(x, numbers.Real):
+        return float(x)
+    return None
+
+
 def _number(x: object, what: str) -> float:
     """``x`` as a float if it is a real number, else a TypeError saying so."""
     t = type(x)
@@ -165,43 +177,52 @@ class Value:
     def __add__(self, other: Value | float) -> Value:
         if type(other) is Value:
             return _binary(Op.ADD, self, other)
-        return _unary(Op.ADD_C, self, _number(other, "+"))
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.ADD_C, self, c)
 
     def __radd__(self, other: float) -> Value:
-        return _unary(Op.ADD_C, self, _number(other, "+"))
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.ADD_C, self, c)
 
     def __sub__(self, other: Value | float) -> Value:
         if type(other) is Value:
             return _binary(Op.SUB, self, other)
-        return _unary(Op.ADD_C, self, -_number(other, "-"))  # x - c == x + (-c) exactly
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.ADD_C, self, -c)  # x - c == x + (-c)
 
     def __rsub__(self, other: float) -> Value:
-        return _unary(Op.RSUB_C, self, _number(other, "-"))
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.RSUB_C, self, c)
 
     def __mul__(self, other: Value | float) -> Value:
         if type(other) is Value:
             return _binary(Op.MUL, self, other)
-        return _unary(Op.MUL_C, self, _number(other, "*"))
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.MUL_C, self, c)
 
     def __rmul__(self, other: float) -> Value:
-        return _unary(Op.MUL_C, self, _number(other, "*"))
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.MUL_C, self, c)
 
     def __truediv__(self, other: Value | float) -> Value:
         if type(other) is Value:
             return _binary(Op.DIV, self, other)
-        return _unary(Op.DIV_C, self, _number(other, "/"))
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.DIV_C, self, c)
 
     def __rtruediv__(self, other: float) -> Value:
-        return _unary(Op.RDIV_C, self, _number(other, "/"))
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.RDIV_C, self, c)
 
     def __pow__(self, other: Value | float) -> Value:
         if type(other) is Value:
             return _binary(Op.POW, self, other)
-        return _unary(Op.POW_C, self, _number(other, "**"))
+        c = _operand(other)
+        return NotImplemented if c is None else _unary(Op.POW_C, self, c)
 
     def __rpow__(self, other: float) -> Value:
-        base = Value(_number(other, "**"), self._graph)
-        return _binary(Op.POW, base, self)
+        c = _operand(other)
+        return NotImplemented if c is None else _binary(Op.POW, Value(c, self._graph), self)
 
     def __neg__(self) -> Value:
         return _unary(Op.NEG, self)
