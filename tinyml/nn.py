@@ -96,6 +96,12 @@ def _leaves(graph: Graph, values: np.ndarray) -> list[Value]:
     return [wrap(graph, r) for r in graph.push_leaves(np.asarray(values, np.float64))]
 
 
+def _freed_parameters() -> RuntimeError:
+    return RuntimeError(
+        "this model's parameters were freed (its graph was cleared); build a new model"
+    )
+
+
 class Module:
     """Anything with parameters: ``parameters()``, ``zero_grad()``."""
 
@@ -106,8 +112,10 @@ class Module:
         """Set the gradient of every parameter to 0."""
         params = self.parameters()
         if params:
-            graph = params[0]._graph
-            graph.grad[_rows(params)] = 0.0
+            rows = _rows(params)
+            if rows.min() < 0:
+                raise _freed_parameters()
+            params[0]._graph.grad[rows] = 0.0
 
     zero_gradients = zero_grad  # the Rust original's name
 
@@ -158,7 +166,10 @@ class Neuron(Module):
         """[bias row, weight rows...], recomputed only after a compaction."""
         gen = self.bias._graph.generation
         if self._cache[0] != gen:
-            self._cache = (gen, [self.bias._row] + [w._row for w in self.weights])
+            rows = [self.bias._row] + [w._row for w in self.weights]
+            if min(rows) < 0:
+                raise _freed_parameters()
+            self._cache = (gen, rows)
         return self._cache[1]
 
     def forward(self, x) -> Value:
@@ -282,7 +293,10 @@ class MLP(Module):
         """Rows of every parameter in ``parameters()`` order (cached between compactions)."""
         gen = self.graph.generation
         if self._rows_cache[0] != gen:
-            self._rows_cache = (gen, _rows(self.parameters()))
+            rows = _rows(self.parameters())
+            if len(rows) and rows.min() < 0:
+                raise _freed_parameters()
+            self._rows_cache = (gen, rows)
         return self._rows_cache[1]
 
     def zero_grad(self) -> None:
