@@ -118,20 +118,21 @@ def tanh(x):
     y = min(abs(x), 20.0) * 2.0
     n = math.floor(y * LOG2E + 0.5)
     r = (y - n * LN2_HI) - n * LN2_LO
-    q = 1.0 / 6227020800.0
-    q = q * r + 1.0 / 479001600.0
-    q = q * r + 1.0 / 39916800.0
-    q = q * r + 1.0 / 3628800.0
-    q = q * r + 1.0 / 362880.0
-    q = q * r + 1.0 / 40320.0
-    q = q * r + 1.0 / 5040.0
-    q = q * r + 1.0 / 720.0
-    q = q * r + 1.0 / 120.0
-    q = q * r + 1.0 / 24.0
-    q = q * r + 1.0 / 6.0
-    q = q * r + 0.5
-    q = q * r + 1.0
-    q = q * r
+    # q(r) = r + r^2/2! + ... + r^13/13!, by Estrin's scheme (shorter dependency
+    # chain than Horner's, which matters when few lanes are in flight)
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    a1 = 1.0 + r * (1.0 / 2.0)
+    a2 = 1.0 / 6.0 + r * (1.0 / 24.0)
+    a3 = 1.0 / 120.0 + r * (1.0 / 720.0)
+    a4 = 1.0 / 5040.0 + r * (1.0 / 40320.0)
+    a5 = 1.0 / 362880.0 + r * (1.0 / 3628800.0)
+    a6 = 1.0 / 39916800.0 + r * (1.0 / 479001600.0)
+    b1 = a1 + r2 * a2
+    b2 = a3 + r2 * a4
+    b3 = a5 + r2 * a6
+    q = r * ((b1 + r4 * b2) + r8 * (b3 + r4 * (1.0 / 6227020800.0)))
     p = float(np.int64(1) << np.int64(n))  # 2^n, n in 0..58: exact
     m = p * q + (p - 1.0)
     t = math.copysign(m / (m + 2.0), x)
@@ -253,6 +254,37 @@ def unary_derivative(o, x, z, c):
 
 
 @kernel
+def affine_row(pstart, pidx, data, i):
+    """data[i] = b + sum(w_j * x_j) over row i's parents [b, w_1..w_n, x_1..x_n]."""
+    lanes = data.shape[1]
+    s = pstart[i]
+    n = (pstart[i + 1] - s - 1) // 2
+    b = pidx[s]
+    for lane in range(lanes):
+        data[i, lane] = data[b, lane]
+    for j in range(n):
+        w = pidx[s + 1 + j]
+        x = pidx[s + 1 + n + j]
+        for lane in range(lanes):
+            data[i, lane] += data[w, lane] * data[x, lane]
+
+
+@kernel
+def activate(act, flat, lo, hi):
+    """Apply a NEURON activation (op code ``act``; 0: none) to ``flat[lo:hi]`` in place."""
+    if act == TANH:
+        for k in range(lo, hi):
+            flat[k] = tanh(flat[k])
+    elif act == SIGMOID:
+        for k in range(lo, hi):
+            flat[k] = sigmoid(flat[k])
+    elif act == RELU:
+        for k in range(lo, hi):
+            x = flat[k]
+            flat[k] = 0.0 if x <= 0.0 else x
+
+
+@kernel
 def neuron_grad(act, g, z):
     """Gradient at a NEURON row's pre-activation, from the output ``z`` and its grad ``g``.
 
@@ -283,110 +315,111 @@ def clamped_log(x):
 def forward(op, pstart, pidx, aux, data, lo, hi):
     """Evaluate rows ``lo <= i < hi``; leaves keep the data they hold."""
     lanes = data.shape[1]
-    for i in range(lo, hi):
+    flat = data.reshape(data.shape[0] * lanes)
+    i = lo
+    while i < hi:
         o = op[i]
-        if o == LEAF:
-            continue
-        s = pstart[i]
-        if o == AFFINE or o == NEURON:
-            # parents: bias, n weights, n inputs
-            n = (pstart[i + 1] - s - 1) // 2
-            b = pidx[s]
-            for lane in range(lanes):
-                data[i, lane] = data[b, lane]
-            for j in range(n):
-                w = pidx[s + 1 + j]
-                x = pidx[s + 1 + n + j]
-                for lane in range(lanes):
-                    data[i, lane] += data[w, lane] * data[x, lane]
-            if o == NEURON:  # then the fused activation, in place
-                act = aux[i]
-                if act == TANH:
-                    for lane in range(lanes):
-                        data[i, lane] = tanh(data[i, lane])
-                elif act == SIGMOID:
-                    for lane in range(lanes):
-                        data[i, lane] = sigmoid(data[i, lane])
-                elif act == RELU:
-                    for lane in range(lanes):
-                        x = data[i, lane]
-                        data[i, lane] = 0.0 if x <= 0.0 else x
-        elif o <= POW:
-            a = pidx[s]
-            b = pidx[s + 1]
-            for lane in range(lanes):
-                x = data[a, lane]
-                y = data[b, lane]
-                if o == ADD:
-                    data[i, lane] = x + y
-                elif o == SUB:
-                    data[i, lane] = x - y
-                elif o == MUL:
-                    data[i, lane] = x * y
-                elif o == DIV:
-                    data[i, lane] = x / y
-                else:
-                    data[i, lane] = x**y
-        elif o == TANH:  # the common activation gets its own (vectorisable) lane loop
-            a = pidx[s]
-            for lane in range(lanes):
-                data[i, lane] = tanh(data[a, lane])
-        elif is_unary(o):
-            a = pidx[s]
-            c = aux[i]
-            for lane in range(lanes):
-                data[i, lane] = unary_forward(o, data[a, lane], c)
-        elif o == SUM:
-            e = pstart[i + 1]
-            for lane in range(lanes):
-                data[i, lane] = 0.0
-            for k in range(s, e):
-                p = pidx[k]
-                for lane in range(lanes):
-                    data[i, lane] += data[p, lane]
-        elif o == LOGSUMEXP:
-            e = pstart[i + 1]
-            for lane in range(lanes):
-                # subtract the largest input so no exp overflows (logits of 1000 are fine)
-                m = -math.inf
-                has_nan = False
+        if o == NEURON:
+            # A run of NEURON rows with one activation, none reading another (a
+            # layer): all affine parts first, then the activation over the whole
+            # run in one flat loop, so independent activations overlap in flight.
+            start = i
+            act = aux[i]
+            while i < hi and op[i] == NEURON and aux[i] == act:
+                s = pstart[i]
+                e = pstart[i + 1]
+                last_parent = -1
                 for k in range(s, e):
-                    v = data[pidx[k], lane]
-                    if v != v:
-                        has_nan = True
-                    elif v > m:
-                        m = v
-                if has_nan:
-                    data[i, lane] = math.nan
-                elif math.isinf(m):
-                    data[i, lane] = m  # all -inf gives -inf; any +inf gives +inf
-                else:
-                    acc = 0.0
+                    last_parent = max(last_parent, pidx[k])
+                if last_parent >= start:
+                    break  # reads a row of this run: it starts the next run
+                affine_row(pstart, pidx, data, i)
+                i += 1
+            activate(act, flat, start * lanes, i * lanes)
+            continue
+        if o != LEAF:
+            s = pstart[i]
+            if o == AFFINE:
+                affine_row(pstart, pidx, data, i)
+            elif o <= POW:
+                a = pidx[s]
+                b = pidx[s + 1]
+                for lane in range(lanes):
+                    x = data[a, lane]
+                    y = data[b, lane]
+                    if o == ADD:
+                        data[i, lane] = x + y
+                    elif o == SUB:
+                        data[i, lane] = x - y
+                    elif o == MUL:
+                        data[i, lane] = x * y
+                    elif o == DIV:
+                        data[i, lane] = x / y
+                    else:
+                        data[i, lane] = x**y
+            elif o == TANH:  # the common activation gets its own (vectorisable) lane loop
+                a = pidx[s]
+                for lane in range(lanes):
+                    data[i, lane] = tanh(data[a, lane])
+            elif is_unary(o):
+                a = pidx[s]
+                c = aux[i]
+                for lane in range(lanes):
+                    data[i, lane] = unary_forward(o, data[a, lane], c)
+            elif o == SUM:
+                e = pstart[i + 1]
+                for lane in range(lanes):
+                    data[i, lane] = 0.0
+                for k in range(s, e):
+                    p = pidx[k]
+                    for lane in range(lanes):
+                        data[i, lane] += data[p, lane]
+            elif o == LOGSUMEXP:
+                e = pstart[i + 1]
+                for lane in range(lanes):
+                    # subtract the largest input so no exp overflows (logits of 1000 are fine)
+                    m = -math.inf
+                    has_nan = False
                     for k in range(s, e):
-                        acc += math.exp(data[pidx[k], lane] - m)
-                    data[i, lane] = m + math.log(acc)
-        elif o == BCE:
-            a = pidx[s]
-            b = pidx[s + 1]
-            for lane in range(lanes):
-                p = data[a, lane]
-                y = data[b, lane]
-                data[i, lane] = -(y * clamped_log(p) + (1.0 - y) * clamped_log(1.0 - p))
-        else:
-            for lane in range(lanes):
-                data[i, lane] = math.nan
+                        v = data[pidx[k], lane]
+                        if v != v:
+                            has_nan = True
+                        elif v > m:
+                            m = v
+                    if has_nan:
+                        data[i, lane] = math.nan
+                    elif math.isinf(m):
+                        data[i, lane] = m  # all -inf gives -inf; any +inf gives +inf
+                    else:
+                        acc = 0.0
+                        for k in range(s, e):
+                            acc += math.exp(data[pidx[k], lane] - m)
+                        data[i, lane] = m + math.log(acc)
+            elif o == BCE:
+                a = pidx[s]
+                b = pidx[s + 1]
+                for lane in range(lanes):
+                    p = data[a, lane]
+                    y = data[b, lane]
+                    data[i, lane] = -(y * clamped_log(p) + (1.0 - y) * clamped_log(1.0 - p))
+            else:
+                for lane in range(lanes):
+                    data[i, lane] = math.nan
+        i += 1
 
 
 # ---------------------------------------------------------------------------
 # Backward: one row's contribution to its parents' gradients
 # ---------------------------------------------------------------------------
 @kernel
-def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp):
+def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear):
     """Descending sweep over rows ``hi-1 .. lo``: add each row's gradient, times each
     local derivative, into its parents' gradients.
 
     With ``stamp >= 0`` only rows with ``mark[i] == stamp`` take part (the eager
     graph's ancestors of a root); with ``stamp < 0`` every non-leaf row does.
+    With ``clear``, each swept row's own gradient is set to 0 once it has been
+    passed on (training reuses the tape for the next batch without a zeroing pass).
     One loop with every op inline: a call per row would cost more than the row.
     """
     lanes = data.shape[1]
@@ -435,7 +468,8 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp):
                 else:
                     # d/dx x^y = y x^(y-1); d/dy x^y = x^y log x, taken as 0 where x == 0
                     # and y >= 0 (PyTorch's convention, so x = 0 gives no NaN)
-                    grad[a, lane] += g * y * x ** (y - 1.0)
+                    if y != 0.0:  # x^0 is constant in x, even at x = 0
+                        grad[a, lane] += g * y * x ** (y - 1.0)
                     if x == 0.0 and y >= 0.0:
                         continue
                     grad[b, lane] += g * data[i, lane] * math.log(x)
@@ -450,11 +484,20 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp):
                 for lane in range(lanes):
                     grad[p, lane] += grad[i, lane]
         elif o == LOGSUMEXP:
-            # d lse / d p_k = softmax_k = exp(p_k - lse)
-            for k in range(s, pstart[i + 1]):
-                p = pidx[k]
-                for lane in range(lanes):
-                    grad[p, lane] += grad[i, lane] * math.exp(data[p, lane] - data[i, lane])
+            # d lse / d p_k = softmax_k = exp(p_k - m) / sum_j exp(p_j - m), m = max p_j
+            # (not exp(p_k - lse): lse = m + log(sum) rounds to m for huge logits)
+            e = pstart[i + 1]
+            for lane in range(lanes):
+                m = -math.inf
+                for k in range(s, e):
+                    m = max(m, data[pidx[k], lane])
+                acc = 0.0
+                for k in range(s, e):
+                    acc += math.exp(data[pidx[k], lane] - m)
+                g = grad[i, lane] / acc
+                for k in range(s, e):
+                    p = pidx[k]
+                    grad[p, lane] += g * math.exp(data[p, lane] - m)
         elif o == BCE:
             a = pidx[s]
             b = pidx[s + 1]
@@ -464,6 +507,9 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp):
                 y = data[b, lane]
                 grad[a, lane] += g * (p - y) / max(p * (1.0 - p), BCE_EPS)
                 grad[b, lane] += g * (clamped_log(1.0 - p) - clamped_log(p))
+        if clear:
+            for lane in range(lanes):
+                grad[i, lane] = 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -473,9 +519,11 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp):
 def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, root):
     """Forward rows ``n_eval..n-1``, then reverse-mode from ``root``.
 
-    Interior (non-leaf) ancestors of ``root`` are found with an explicit stack
-    (no recursion), stamped in ``mark`` and their gradients reset; leaves are
-    never reset, so their gradients accumulate across calls, as in PyTorch.
+    The ancestors of ``root`` are found with an explicit stack (no recursion)
+    and stamped in ``mark``; interior ones get their gradient reset. Each leaf
+    ancestor collects this pass's contributions from 0 and then adds their sum
+    to the gradient it held, as PyTorch does, so a second identical call adds
+    exactly the same amount (doubling it) and leaves accumulate until zeroed.
     Only stamped rows are swept, so rows that are not ancestors are neither
     touched nor able to leak a 0 * inf = NaN into the result.
     """
@@ -483,8 +531,9 @@ def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, ro
     if op[root] == LEAF:
         grad[root, 0] += 1.0
         return
-    stack = np.empty(64, np.int64)
-    top = 0
+    stack = grow(np.empty(0, np.int64), 0, 64)
+    leaves = grow(np.empty(0, np.int64), 0, 64)
+    n_leaves = 0
     stack[0] = root
     top = 1
     mark[root] = stamp
@@ -496,17 +545,35 @@ def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, ro
         lo = min(lo, i)
         for k in range(pstart[i], pstart[i + 1]):
             p = pidx[k]
-            if op[p] == LEAF or mark[p] == stamp:
+            if mark[p] == stamp:
                 continue
             mark[p] = stamp
+            if op[p] == LEAF:
+                if n_leaves == leaves.shape[0]:
+                    leaves = grow(leaves, n_leaves, 2 * n_leaves)
+                leaves[n_leaves] = p
+                n_leaves += 1
+                continue
             if top == stack.shape[0]:
-                bigger = np.empty(2 * top, np.int64)
-                bigger[:top] = stack[:top]
-                stack = bigger
+                stack = grow(stack, top, 2 * top)
             stack[top] = p
             top += 1
+    held = np.empty(n_leaves)
+    for k in range(n_leaves):
+        held[k] = grad[leaves[k], 0]
+        grad[leaves[k], 0] = 0.0
     grad[root, 0] = 1.0
-    backward(op, pstart, pidx, aux, data, grad, lo, root + 1, mark, stamp)
+    backward(op, pstart, pidx, aux, data, grad, lo, root + 1, mark, stamp, False)
+    for k in range(n_leaves):
+        grad[leaves[k], 0] = held[k] + grad[leaves[k], 0]
+
+
+@kernel
+def grow(a, used, size):
+    """A copy of ``a[:used]`` in a new array of ``size`` entries (an explicit stack's growth)."""
+    b = np.empty(size, a.dtype)
+    b[:used] = a[:used]
+    return b
 
 
 @kernel
@@ -689,6 +756,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
     lanes = data.shape[1]
     end = loss_row + 1
     unmarked = np.zeros(1, np.int64)  # every program row takes part in backward
+    grad[:, :] = 0.0
     for epoch in range(epoch0, epoch1):
         if seed >= 0:
             shuffle(order, seed, epoch)
@@ -704,13 +772,10 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
                 forward(op, pstart, pidx, aux, data, first, end)
                 for lane in range(width):
                     batch_loss += data[loss_row, lane]
-                grad[first:end, :] = 0.0
-                for p in range(rows.shape[0]):
-                    for lane in range(lanes):
-                        grad[rows[p], lane] = 0.0
                 for lane in range(width):
                     grad[loss_row, lane] = scale
-                backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1)
+                # backward leaves every swept row's grad at 0 again, ready for the next block
+                backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1, True)
                 for p in range(rows.shape[0]):
                     # last lane first: the order in which the eager graph, built sample
                     # by sample, accumulates them, so both give identical sums
@@ -719,6 +784,8 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
                     for lane in range(width - 1, -1, -1):
                         acc += grad[r, lane]
                     grads[p] += acc
+                    for lane in range(lanes):
+                        grad[r, lane] = 0.0
             l1 = penalty[0]
             l2 = penalty[1]
             if l1 != 0.0 or l2 != 0.0:
