@@ -97,9 +97,7 @@ def _leaves(graph: Graph, values: np.ndarray) -> list[Value]:
 
 
 def _freed_parameters() -> RuntimeError:
-    return RuntimeError(
-        "this model's parameters were freed (its graph was cleared); build a new model"
-    )
+    return RuntimeError("this model's parameters were freed (its graph was cleared); build a new model")
 
 
 class Module:
@@ -373,8 +371,20 @@ class MLP(Module):
         from .train import fit_model
 
         return fit_model(
-            self, X, Y, epochs, loss, batch_size, report_every, callback, shuffle, seed,
-            optimizer=optimizer, l1=l1, l2=l2, progress=progress,
+            self,
+            X,
+            Y,
+            epochs,
+            loss,
+            batch_size,
+            report_every,
+            callback,
+            shuffle,
+            seed,
+            optimizer=optimizer,
+            l1=l1,
+            l2=l2,
+            progress=progress,
         )
 
     def predict(self, X) -> np.ndarray:
