@@ -204,16 +204,20 @@ def _hyper_strategy():
             }
         ),
     )
-    rms = st.fixed_dictionaries(
-        {
-            "lr": rate,
-            "alpha": frac,
-            "eps": st.floats(1e-10, 1e-2),
-            "weight_decay": rate,
-            "momentum": frac,
-            "centered": st.booleans(),
-        }
-    ).map(lambda h: ("rmsprop", h))
+    # centered RMSprop takes sqrt(v - a^2), which cancels catastrophically when alpha is
+    # near 0 (then v ~ g^2 and a ~ g): keep alpha away from 0 there, or rounding decides
+    rms = st.tuples(st.booleans(), frac, st.floats(0.1, 0.99)).flatmap(
+        lambda c: st.fixed_dictionaries(
+            {
+                "lr": rate,
+                "alpha": st.just(c[2] if c[0] else c[1]),
+                "eps": st.floats(1e-10, 1e-2),
+                "weight_decay": rate,
+                "momentum": frac,
+                "centered": st.just(c[0]),
+            }
+        ).map(lambda h: ("rmsprop", h))
+    )
     return st.one_of(sgd, nesterov, adam, rms)
 
 
