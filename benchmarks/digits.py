@@ -49,7 +49,8 @@ def run(settings: Settings) -> Workload:
         peer.train(state, 1)  # also compiles, before timing
         what = f"parameters after one epoch over {CHECK_SAMPLES} samples vs the pure-Python reference"
         checks = [close(peer.params(state), want_small, 1e-9, 1e-12, what)]
-        peer.train(peer.prepare(flat0, x, y), 1)  # warm-up on the full shapes (JAX compiles per shape)
+        if not settings.quick:  # warm-up on the full shapes (JAX compiles per shape); quick times nothing
+            peer.train(peer.prepare(flat0, x, y), 1)
 
         def train(state):
             peer.train(state, epochs)

@@ -36,14 +36,15 @@ class Net:
 def split(flat: np.ndarray, sizes: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Flat tinyml-ordered parameters -> [(W (out, in), b (out,)), ...] (copies)."""
     flat = np.asarray(flat, np.float64)
+    expected = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    if flat.shape != (expected,):
+        raise ValueError(f"{flat.size} parameters given, the network {tuple(sizes)} has {expected}")
     layers = []
     at = 0
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         block = flat[at : at + n_out * (n_in + 1)].reshape(n_out, n_in + 1)
         layers.append((block[:, :n_in].copy(), block[:, n_in].copy()))
         at += n_out * (n_in + 1)
-    if at != flat.shape[0]:
-        raise ValueError(f"{flat.shape[0]} parameters given, the network {tuple(sizes)} has {at}")
     return layers
 
 
