@@ -17,7 +17,7 @@ from .nn import MLP, Activation, Layer, Module, Neuron
 from .ops import Op
 from .tensor import Tensor
 from .tools import draw_dot, gradcheck, to_dot
-from .train import History, Program, TrainingDiverged, compile, placeholders
+from .train import History, Program, TrainingDiverged, compile, dropout, placeholders
 from .value import Value
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Program",
     "TrainingDiverged",
     "compile",
+    "dropout",
     "placeholders",
     "current_graph",
     "losses",

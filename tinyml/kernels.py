@@ -69,6 +69,7 @@ LOGSUMEXP = 25
 BCE = 26
 DIV_C = 27
 NEURON = 28
+DROPOUT = 29
 
 
 def _check_codes() -> None:
@@ -395,6 +396,12 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
                         for k in range(s, e):
                             acc += math.exp(data[pidx[k], lane] - m)
                         data[i, lane] = m + math.log(acc)
+            elif o == DROPOUT:
+                a = pidx[s]
+                u = pidx[s + 1]
+                scale = 1.0 / (1.0 - aux[i])
+                for lane in range(lanes):
+                    data[i, lane] = data[a, lane] * scale if data[u, lane] >= aux[i] else 0.0
             elif o == BCE:
                 a = pidx[s]
                 b = pidx[s + 1]
@@ -498,6 +505,14 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear):
                 for k in range(s, e):
                     p = pidx[k]
                     grad[p, lane] += g * math.exp(data[p, lane] - m)
+        elif o == DROPOUT:
+            # the noise parent u gets no gradient: it is not a function of anything
+            a = pidx[s]
+            u = pidx[s + 1]
+            scale = 1.0 / (1.0 - aux[i])
+            for lane in range(lanes):
+                if data[u, lane] >= aux[i]:
+                    grad[a, lane] += grad[i, lane] * scale
         elif o == BCE:
             a = pidx[s]
             b = pidx[s + 1]
@@ -717,6 +732,22 @@ def load_lanes(data, in_rows, samples, order, start, width):
 
 
 @kernel
+def fill_noise(data, noise_rows, seed, step, start):
+    """Uniform [0, 1) draws into the dropout noise rows, keyed on (seed, step, sample
+    offset, row, lane): reproducible whatever the split of epochs into calls."""
+    lanes = data.shape[1]
+    base = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(step) * np.uint64(0xD1B54A32D192ED03)
+    base += np.uint64(start) * np.uint64(0x8CB92BA72F3D8DD7)
+    for j in range(noise_rows.shape[0]):
+        for lane in range(lanes):
+            z = base + np.uint64(j * lanes + lane + 1) * np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            data[noise_rows[j], lane] = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@kernel
 def all_finite(x):
     for v in x:
         if not math.isfinite(v):
@@ -729,12 +760,13 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
     """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, steps taken, status).
 
     ``tape``   (op, pstart, pidx, aux, data, grad): the traced step program
-    ``feed``   (in_rows int64[k], samples float64[n, k], order int64[n])
+    ``feed``   (in_rows int64[k], samples float64[n, k], order int64[n], noise_rows int64[d]:
+               rows refilled with uniform draws before each forward, for dropout)
     ``params`` (rows int64[P], values float64[P], grads float64[P], backup float64[P],
                state_backup float64[P, s])
     ``opt``    (kind, state float64[P, s], hyper float64[h]): see ``tinyml.optim``
-    ``run``    int64[5]: loss row, first non-leaf row, batch size, mean (1) or sum (0)
-               over samples, shuffle seed (-1: keep order)
+    ``run``    int64[6]: loss row, first non-leaf row, batch size, mean (1) or sum (0)
+               over samples, shuffle seed (-1: keep order), dropout noise seed
     ``penalty`` float64[2]: l1 and l2 weights, adding l1*sum|p| + l2*sum(p^2) to each
                step's loss (once per step, not per sample)
     ``losses`` float64[epoch1 - epoch0]: each epoch's loss before its updates
@@ -744,7 +776,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
     the failing step and ``epochs completed`` is the failing epoch's offset.
     """
     op, pstart, pidx, aux, data, grad = tape
-    in_rows, samples, order = feed
+    in_rows, samples, order, noise_rows = feed
     rows, values, grads, backup, state_backup = params
     kind, state, hyper = opt
     loss_row = run[0]
@@ -752,6 +784,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
     batch = run[2]
     mean = run[3] == 1
     seed = run[4]
+    noise_seed = run[5]
     n = samples.shape[0]
     lanes = data.shape[1]
     end = loss_row + 1
@@ -769,6 +802,8 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
             for c0 in range(b0, b0 + m, lanes):
                 width = min(lanes, b0 + m - c0)
                 load_lanes(data, in_rows, samples, order, c0, width)
+                if noise_rows.shape[0]:
+                    fill_noise(data, noise_rows, noise_seed, step, c0)
                 forward(op, pstart, pidx, aux, data, first, end)
                 for lane in range(width):
                     batch_loss += data[loss_row, lane]
@@ -801,7 +836,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
             backup[:] = values
             state_backup[:, :] = state
             step += 1
-            optimizer_step(kind, values, grads, state, hyper, step)
+            optimizer_update(kind, values, grads, state, hyper, step)
             if not all_finite(values):
                 values[:] = backup
                 state[:, :] = state_backup
@@ -813,14 +848,6 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
                     data[r, lane] = v
         losses[epoch - epoch0] = total / n if mean else total
     return epoch1 - epoch0, step, 0
-
-
-@kernel
-def optimizer_step(kind, values, grads, state, hyper, t):
-    """Placeholder until tinyml.optim lands: plain SGD with lr = hyper[0]."""
-    lr = hyper[0]
-    for p in range(values.shape[0]):
-        values[p] -= lr * grads[p]
 
 
 @kernel
@@ -840,3 +867,110 @@ def predict_batch(tape, in_rows, out_rows, first, samples, out):
         for k in range(out_rows.shape[0]):
             for lane in range(width):
                 out[c0 + lane, k] = data[out_rows[k], lane]
+
+
+# ---------------------------------------------------------------------------
+# Optimizers: one update kernel for every kind (see tinyml/optim.py for the
+# layout of ``hyper`` and ``state``); the training loop calls it directly
+# ---------------------------------------------------------------------------
+@kernel
+def _lerp(a, b, w):
+    """a + w * (b - a), rounded as PyTorch's ``lerp`` (exact at both ends)."""
+    if abs(w) < 0.5:
+        return a + w * (b - a)
+    return b - (b - a) * (1.0 - w)
+
+
+@kernel
+def optimizer_update(kind, values, grads, state, hyper, t):
+    """One optimiser step over P parameters, in place.
+
+    Parameters
+    ----------
+    kind : int
+        0 SGD, 1 Adam, 2 AdamW, 3 RMSprop (anything else: no change).
+    values : float64[P]
+        parameter values, updated in place.
+    grads : float64[P]
+        their gradients (read only).
+    state : float64[P, k]
+        the optimiser's running buffers, updated in place (layout: module doc).
+    hyper : float64[HYPER_SIZE]
+        hyperparameters (layout: module doc).
+    t : int
+        1-based number of this step (bias corrections; SGD's first momentum step).
+    """
+    n = values.shape[0]
+    lr = hyper[0]
+    wd = hyper[1]
+    if kind == 0:
+        momentum = hyper[2]
+        dampening = hyper[3]
+        nesterov = hyper[4] != 0.0
+        for i in range(n):
+            g = grads[i]
+            if wd != 0.0:
+                g = g + wd * values[i]
+            if momentum != 0.0:
+                if t <= 1:
+                    b = g  # the buffer starts as the first gradient, undamped
+                else:
+                    b = state[i, 0] * momentum + (1.0 - dampening) * g
+                state[i, 0] = b
+                if nesterov:
+                    g = g + momentum * b
+                else:
+                    g = b
+            values[i] = values[i] - lr * g
+    elif kind == 1 or kind == 2:
+        beta1 = hyper[2]
+        beta2 = hyper[3]
+        eps = hyper[4]
+        amsgrad = hyper[5] != 0.0
+        step_size = lr / (1.0 - beta1**t)
+        correction2 = math.sqrt(1.0 - beta2**t)
+        for i in range(n):
+            g = grads[i]
+            p = values[i]
+            if wd != 0.0:
+                if kind == 2:
+                    p = p * (1.0 - lr * wd)  # AdamW: decay the weight itself
+                else:
+                    g = g + wd * p  # Adam: L2 penalty through the gradient
+            m = _lerp(state[i, 0], g, 1.0 - beta1)
+            v = state[i, 1] * beta2 + (1.0 - beta2) * g * g
+            state[i, 0] = m
+            state[i, 1] = v
+            if amsgrad:
+                if state[i, 2] >= v:  # written so that a NaN v propagates
+                    v = state[i, 2]
+                state[i, 2] = v
+            denom = math.sqrt(v) / correction2 + eps
+            values[i] = p - step_size * (m / denom)
+    elif kind == 3:
+        alpha = hyper[2]
+        eps = hyper[3]
+        momentum = hyper[4]
+        centered = hyper[5] != 0.0
+        for i in range(n):
+            g = grads[i]
+            if wd != 0.0:
+                g = g + wd * values[i]
+            v = state[i, 0] * alpha + (1.0 - alpha) * g * g
+            state[i, 0] = v
+            if centered:
+                a = _lerp(state[i, 1], g, 1.0 - alpha)
+                state[i, 1] = a
+                v = v - a * a
+            avg = math.sqrt(v) + eps
+            if momentum > 0.0:
+                b = state[i, 2] * momentum + g / avg
+                state[i, 2] = b
+                values[i] = values[i] - lr * b
+            else:
+                values[i] = values[i] - lr * (g / avg)
+
+
+# ---------------------------------------------------------------------------
+# Front-end
+# ---------------------------------------------------------------------------

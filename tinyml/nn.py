@@ -350,6 +350,7 @@ class MLP(Module):
         optimizer=None,
         l1: float = 0.0,
         l2: float = 0.0,
+        dropout: float = 0.0,
         progress: bool = True,
     ):
         """Train on ``X`` (n, n_inputs) and ``Y`` with compiled kernels; returns a History.
@@ -363,7 +364,9 @@ class MLP(Module):
         epoch's update, every ``report_every`` epochs plus the last;
         ``callback(epoch, loss)`` is called at each report and may return False to
         stop. Plain SGD with ``learning_rate`` unless an ``optimizer`` from
-        ``tm.optim`` is given; ``l1``/``l2`` add penalties on every parameter.
+        ``tm.optim`` is given; ``l1``/``l2`` add penalties on every parameter;
+        ``dropout`` zeroes each hidden unit with that probability during training
+        (inverted dropout, reproducible with ``seed``; ``predict`` never drops).
         A non-finite loss raises ``tm.TrainingDiverged`` naming the epoch and
         leaves the last finite parameters; so does Ctrl-C (KeyboardInterrupt).
         ``progress`` shows a progress line on stderr for fits longer than a second.
@@ -384,6 +387,7 @@ class MLP(Module):
             optimizer=optimizer,
             l1=l1,
             l2=l2,
+            dropout=dropout,
             progress=progress,
         )
 

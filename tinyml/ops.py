@@ -51,9 +51,10 @@ class Op(IntEnum):
     DIV_C = 27  # x / c
     NEURON = 28  # parents as AFFINE, then the activation whose op code is aux[i]:
     #              TANH, SIGMOID or RELU (0: none); a whole neuron in one row
+    DROPOUT = 29  # parents [x, u]: x / (1 - p) if u >= p else 0, p = aux[i], u uniform in [0, 1)
 
 
-BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.BCE})
+BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.BCE, Op.DROPOUT})
 WITH_CONSTANT = frozenset({Op.DIV_C, Op.ADD_C, Op.MUL_C, Op.POW_C, Op.RSUB_C, Op.RDIV_C, Op.LEAKY_RELU})
 UNARY = frozenset(
     {

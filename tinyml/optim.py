@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from .kernels import kernel
+from . import kernels
 from .ops import Op
 from .value import Value
 
@@ -57,110 +57,12 @@ HYPER_WEIGHT_DECAY = 1
 STATE_COLUMNS = {SGD_KIND: 1, ADAM_KIND: 3, ADAMW_KIND: 3, RMSPROP_KIND: 3}
 
 
-# ---------------------------------------------------------------------------
-# The kernel
-# ---------------------------------------------------------------------------
-@kernel
-def _lerp(a, b, w):
-    """a + w * (b - a), rounded as PyTorch's ``lerp`` (exact at both ends)."""
-    if abs(w) < 0.5:
-        return a + w * (b - a)
-    return b - (b - a) * (1.0 - w)
+# The update kernel lives in kernels.py, next to the training loop that calls it:
+# Numba's disk cache keys a kernel on its own file only, so a kernel must never
+# call a jitted function from another file (an edit there would go unseen).
+optimizer_update = kernels.optimizer_update
 
 
-@kernel
-def optimizer_update(kind, values, grads, state, hyper, t):
-    """One optimiser step over P parameters, in place.
-
-    Parameters
-    ----------
-    kind : int
-        0 SGD, 1 Adam, 2 AdamW, 3 RMSprop (anything else: no change).
-    values : float64[P]
-        parameter values, updated in place.
-    grads : float64[P]
-        their gradients (read only).
-    state : float64[P, k]
-        the optimiser's running buffers, updated in place (layout: module doc).
-    hyper : float64[HYPER_SIZE]
-        hyperparameters (layout: module doc).
-    t : int
-        1-based number of this step (bias corrections; SGD's first momentum step).
-    """
-    n = values.shape[0]
-    lr = hyper[0]
-    wd = hyper[1]
-    if kind == 0:
-        momentum = hyper[2]
-        dampening = hyper[3]
-        nesterov = hyper[4] != 0.0
-        for i in range(n):
-            g = grads[i]
-            if wd != 0.0:
-                g = g + wd * values[i]
-            if momentum != 0.0:
-                if t <= 1:
-                    b = g  # the buffer starts as the first gradient, undamped
-                else:
-                    b = state[i, 0] * momentum + (1.0 - dampening) * g
-                state[i, 0] = b
-                if nesterov:
-                    g = g + momentum * b
-                else:
-                    g = b
-            values[i] = values[i] - lr * g
-    elif kind == 1 or kind == 2:
-        beta1 = hyper[2]
-        beta2 = hyper[3]
-        eps = hyper[4]
-        amsgrad = hyper[5] != 0.0
-        step_size = lr / (1.0 - beta1**t)
-        correction2 = math.sqrt(1.0 - beta2**t)
-        for i in range(n):
-            g = grads[i]
-            p = values[i]
-            if wd != 0.0:
-                if kind == 2:
-                    p = p * (1.0 - lr * wd)  # AdamW: decay the weight itself
-                else:
-                    g = g + wd * p  # Adam: L2 penalty through the gradient
-            m = _lerp(state[i, 0], g, 1.0 - beta1)
-            v = state[i, 1] * beta2 + (1.0 - beta2) * g * g
-            state[i, 0] = m
-            state[i, 1] = v
-            if amsgrad:
-                if state[i, 2] >= v:  # written so that a NaN v propagates
-                    v = state[i, 2]
-                state[i, 2] = v
-            denom = math.sqrt(v) / correction2 + eps
-            values[i] = p - step_size * (m / denom)
-    elif kind == 3:
-        alpha = hyper[2]
-        eps = hyper[3]
-        momentum = hyper[4]
-        centered = hyper[5] != 0.0
-        for i in range(n):
-            g = grads[i]
-            if wd != 0.0:
-                g = g + wd * values[i]
-            v = state[i, 0] * alpha + (1.0 - alpha) * g * g
-            state[i, 0] = v
-            if centered:
-                a = _lerp(state[i, 1], g, 1.0 - alpha)
-                state[i, 1] = a
-                v = v - a * a
-            avg = math.sqrt(v) + eps
-            if momentum > 0.0:
-                b = state[i, 2] * momentum + g / avg
-                state[i, 2] = b
-                values[i] = values[i] - lr * b
-            else:
-                values[i] = values[i] - lr * (g / avg)
-
-
-# ---------------------------------------------------------------------------
-# Front-end
-# ---------------------------------------------------------------------------
 def _real(x: object, name: str) -> float:
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__} {x!r:.40}")

@@ -31,6 +31,8 @@ import numpy as np
 
 from . import kernels
 from .graph import Graph, current_graph
+from .ops import Op
+from .optim import SGD
 from .value import Value, same_graph, wrap
 
 MAX_LANES = 64
@@ -88,26 +90,6 @@ def placeholders(count: int, graph: Graph | None = None) -> list[Value]:
     return [wrap(g, r) for r in g.push_leaves(np.zeros(int(count)))]
 
 
-class _SGD:
-    """Plain SGD in the optimizer interface of ``tinyml.optim`` (used when none is given)."""
-
-    kind = 0
-
-    def __init__(self, params: list[Value], lr: float) -> None:
-        self.params = params
-        self.hyper = np.array([lr, 0.0, 0.0, 0.0, 0.0, 0.0])
-        self.state = np.zeros((len(params), 1))
-        self.t = 0
-
-
-def _default_optimizer(params: list[Value], lr: float):
-    try:
-        from .optim import SGD
-    except ImportError:  # pragma: no cover - optim not available
-        return _SGD(params, lr)
-    return SGD(params, lr)
-
-
 class Program:
     """A traced step: outputs over input placeholders and parameters, as a flat tape.
 
@@ -116,18 +98,25 @@ class Program:
     output as a per-sample loss.
     """
 
-    def __init__(self, outputs: Sequence[Value], inputs: Sequence[Value], params: Sequence[Value]) -> None:
+    def __init__(
+        self,
+        outputs: Sequence[Value],
+        inputs: Sequence[Value],
+        params: Sequence[Value],
+        noise: Sequence[Value] = (),
+    ) -> None:
         outputs = list(outputs)
         inputs = list(inputs)
         params = list(params)
+        noise = list(noise)
         if not outputs:
             raise ValueError("compile: give at least one output Value")
-        for what, seq in (("output", outputs), ("input", inputs), ("parameter", params)):
+        for what, seq in (("output", outputs), ("input", inputs), ("parameter", params), ("noise", noise)):
             for i, v in enumerate(seq):
                 if type(v) is not Value:
                     raise TypeError(f"compile: {what} {i} is {type(v).__name__}, expected a Value")
-        graph = same_graph(outputs + inputs + params)
-        for what, seq in (("input", inputs), ("parameter", params)):
+        graph = same_graph(outputs + inputs + params + noise)
+        for what, seq in (("input", inputs), ("parameter", params), ("noise", noise)):
             for i, v in enumerate(seq):
                 if not v.is_leaf:
                     raise ValueError(
@@ -136,13 +125,15 @@ class Program:
                     )
         rows_in = [v._row for v in inputs]
         rows_p = [v._row for v in params]
-        if len(set(rows_in)) != len(rows_in) or len(set(rows_p)) != len(rows_p):
-            raise ValueError("compile: the same Value appears twice among the inputs or the parameters")
-        if set(rows_in) & set(rows_p):
-            raise ValueError("compile: a Value cannot be both an input and a parameter")
+        rows_u = [v._row for v in noise]
+        if len(set(rows_in + rows_p + rows_u)) != len(rows_in) + len(rows_p) + len(rows_u):
+            raise ValueError(
+                "compile: a Value appears twice among the inputs, parameters and noise "
+                "(each may be only one of them, once)"
+            )
         graph.evaluate()
         keep = np.zeros(graph.n, np.bool_)
-        for v in outputs + inputs + params:
+        for v in outputs + inputs + params + noise:
             keep[v._row] = True
         op, pstart, pidx, aux, data, index = kernels.extract(
             graph.op, graph.pstart, graph.pidx, graph.aux, graph.data, keep, graph.n, 1
@@ -155,6 +146,7 @@ class Program:
         self.in_rows = index[rows_in]
         self.param_rows = index[rows_p]
         self.out_rows = index[[v._row for v in outputs]]
+        self.noise_rows = index[np.asarray(rows_u, np.int64)]
         nonleaf = np.nonzero(op != kernels.LEAF)[0]
         self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
         self._tapes: dict[int, _Tape] = {}
@@ -200,6 +192,11 @@ class Program:
     def run(self, samples) -> np.ndarray:
         """Outputs for every sample: ``samples`` (n, n_inputs) -> (n, n_outputs)."""
         x = self._samples(samples, "run")
+        if len(self.noise_rows):
+            raise ValueError(
+                "run: this program draws dropout noise, which is for training; "
+                "compile the outputs without dropout to evaluate them"
+            )
         out = np.empty((x.shape[0], self.n_outputs))
         if x.shape[0]:
             tape = self._tape(min(MAX_LANES, x.shape[0]))
@@ -244,19 +241,21 @@ class Program:
             raise TypeError("fit: callback must be callable(epoch, loss)")
         penalty = np.array([_nonneg(l1, "l1"), _nonneg(l2, "l2")])
         opt = self._optimizer(lr, optimizer)
-        if shuffle and batch < n:
-            seed = int(np.random.default_rng(seed).integers(0, 2**62))
-        else:
-            seed = -1
+        # one stream of seeds, from the user's seed: shuffling, then dropout noise
+        seeds = np.random.default_rng(seed).integers(0, 2**62, size=2)
+        shuffle_seed = int(seeds[0]) if shuffle and batch < n else -1
+        noise_seed = int(seeds[1])
         lanes = min(MAX_LANES, batch)
         tape = self._tape(lanes)
         values = self._current_values()
         order = np.arange(n, dtype=np.int64)
-        feed = (self.in_rows, x, order)
+        feed = (self.in_rows, x, order, self.noise_rows)
         p = len(self.params)
         params = (self.param_rows, values, np.zeros(p), np.zeros(p), np.zeros_like(opt.state))
         optargs = (int(opt.kind), opt.state, opt.hyper)
-        run = np.array([self.out_rows[0], self.first, batch, reduction == "mean", seed], np.int64)
+        run = np.array(
+            [self.out_rows[0], self.first, batch, reduction == "mean", shuffle_seed, noise_seed], np.int64
+        )
 
         stopped = False
         epochs_rec: list[np.ndarray] = []
@@ -317,7 +316,7 @@ class Program:
         if optimizer is None:
             if lr is None:
                 raise ValueError("fit: give a learning rate (lr=...) or an optimizer")
-            return _default_optimizer(self.params, _nonneg(lr, "lr"))
+            return SGD(self.params, _nonneg(lr, "lr"))
         if lr is not None:
             raise ValueError("fit: give either lr or optimizer, not both")
         opt_params = list(getattr(optimizer, "params", ()))
@@ -333,16 +332,32 @@ def compile(  # noqa: A001 - the natural name; use as tm.compile
     outputs: Value | Sequence[Value],
     inputs: Sequence[Value],
     params: Sequence[Value] = (),
+    noise: Sequence[Value] = (),
 ) -> Program:
     """Trace ``outputs`` (a loss Value, or a list of Values) over ``inputs`` into a Program.
 
     ``inputs`` are leaves (usually from :func:`placeholders`) fed per sample;
-    ``params`` are the leaves to train. Every other leaf is a constant, copied
-    as it is now.
+    ``params`` are the leaves to train; ``noise`` are leaves that ``fit`` fills
+    with fresh uniform [0, 1) draws for every sample and step (the ``u`` of
+    :func:`dropout`). Every other leaf is a constant, copied as it is now.
     """
     if type(outputs) is Value:
         outputs = [outputs]
-    return Program(outputs, inputs, params)
+    return Program(outputs, inputs, params, noise)
+
+
+def dropout(x: Value, u: Value, p: float) -> Value:
+    """Inverted dropout of ``x``: ``x / (1 - p)`` where the draw ``u >= p``, else 0.
+
+    ``u`` is a uniform [0, 1) draw, usually a ``noise`` placeholder of
+    :func:`compile` that training refills per sample and step.
+    """
+    p = _nonneg(p, "dropout rate")
+    if p >= 1.0:
+        raise ValueError(f"dropout rate must be below 1, got {p}")
+    g = same_graph((x, u))
+    g.reserve(1, 2)
+    return wrap(g, g.push(Op.DROPOUT, (x._row, u._row), p))
 
 
 def _history(epochs_rec, losses_rec, epochs_run: int, seconds: float) -> History:
@@ -387,22 +402,27 @@ class _Progress:
     """A progress line on stderr for fits that run longer than a second.
 
     On a terminal one line is rewritten in place; otherwise a line is printed
-    every 10 seconds. Short fits print nothing.
+    every 10 seconds. Short fits print nothing. Rates are measured from the
+    end of the first chunk, which may include compiling the kernels.
     """
 
     def __init__(self, total: int) -> None:
         self.total = total
-        self.start = time.perf_counter()
-        self.last = self.start
+        self.start: float | None = None
+        self.first_epoch = 0
+        self.last = 0.0
         self.tty = sys.stderr.isatty()
         self.shown = False
 
     def update(self, epoch: int, loss: float) -> None:
         now = time.perf_counter()
+        if self.start is None:
+            self.start, self.first_epoch, self.last = now, epoch, now
+            return
         if now - self.start < 1.0 or now - self.last < (0.25 if self.tty else 10.0):
             return
         self.last = now
-        rate = epoch / (now - self.start)
+        rate = (epoch - self.first_epoch) / (now - self.start)
         eta = (self.total - epoch) / rate if rate > 0 else float("inf")
         line = (
             f"epoch {epoch}/{self.total} ({100.0 * epoch / self.total:.0f}%) loss {loss:.6g} "
@@ -416,106 +436,3 @@ class _Progress:
         if self.shown and self.tty:
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-# ---------------------------------------------------------------------------
-# MLP.fit / MLP.predict: trace the model and a built-in loss, then Program.fit
-# ---------------------------------------------------------------------------
-def _per_sample_losses() -> dict[str, tuple[Callable, str]]:
-    """Built-in losses: name -> (one sample's loss from (outputs, targets), batch reduction)."""
-    from . import losses
-
-    return {
-        "mse": (lambda o, t: losses.mse(o, t, reduction="mean"), "mean"),
-        "sse": (lambda o, t: losses.mse(o, t, reduction="sum"), "sum"),
-        "cross_entropy": (lambda o, t: losses.cross_entropy([o], [t]), "mean"),
-        "binary_cross_entropy": (lambda o, t: losses.binary_cross_entropy(o, t), "mean"),
-        "hinge": (lambda o, t: losses.hinge(o, t), "mean"),
-    }
-
-
-def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
-    """Check ``y`` against the model and loss; integer labels become one-hot rows."""
-    k = model.n_outputs
-    if loss == "cross_entropy":
-        arr = np.asarray(y)
-        if arr.ndim == 1:
-            if arr.shape[0] != n:
-                raise ValueError(f"fit: X has {n} samples but Y has {arr.shape[0]} labels")
-            if not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
-                raise ValueError("fit: cross_entropy labels of shape (n,) must be integers")
-            labels = arr.astype(np.int64)
-            if n and (labels.min() < 0 or labels.max() >= k):
-                raise ValueError(
-                    f"fit: labels must be in 0..{k - 1} for a model with {k} outputs, "
-                    f"got {labels.min()}..{labels.max()}"
-                )
-            onehot = np.zeros((n, k))
-            onehot[np.arange(n), labels] = 1.0
-            return onehot
-    t = _finite_matrix(y, "Y")
-    if t.shape[0] != n:
-        raise ValueError(f"fit: X has {n} samples but Y has {t.shape[0]}")
-    if t.shape[1] != k:
-        raise ValueError(f"fit: Y must have {k} columns (the model's outputs), got {t.shape[1]}")
-    return t
-
-
-def _trace(model, loss: str | Callable) -> tuple[Program, str]:
-    """The model's training program for ``loss`` (cached per built-in loss)."""
-    cache = model.__dict__.setdefault("_programs", {})
-    if isinstance(loss, str) and loss in cache:
-        return cache[loss]
-    table = _per_sample_losses()
-    if isinstance(loss, str):
-        if loss not in table:
-            raise ValueError(f"fit: unknown loss {loss!r}; choose one of {sorted(table)} or pass a callable")
-        per_sample, reduction = table[loss]
-    elif callable(loss):
-        per_sample, reduction = loss, "mean"
-    else:
-        raise TypeError(f"fit: loss must be a name or a callable(outputs, targets) -> Value, got {loss!r}")
-    g = model.graph
-    xs = placeholders(model.n_inputs, g)
-    ys = placeholders(model.n_outputs, g)
-    value = per_sample(model(xs), ys)
-    if type(value) is not Value:
-        raise TypeError(f"fit: the loss must return a Value, got {type(value).__name__}")
-    program = Program([value], xs + ys, model.parameters())
-    if isinstance(loss, str):
-        cache[loss] = (program, reduction)
-    return program, reduction
-
-
-def fit_model(model, X, Y, epochs: int, loss, batch_size, report_every, callback, shuffle, seed, **options):
-    x = _finite_matrix(X, "X")
-    if x.shape[1] != model.n_inputs:
-        raise ValueError(f"fit: X must have {model.n_inputs} columns (the model's inputs), got {x.shape[1]}")
-    y = _targets(model, Y, loss, x.shape[0])
-    program, reduction = _trace(model, loss)
-    optimizer = options.pop("optimizer", None)
-    lr = None if optimizer is not None else model.learning_rate
-    return program.fit(
-        np.hstack([x, y]),
-        epochs,
-        lr=lr,
-        optimizer=optimizer,
-        batch_size=batch_size,
-        reduction=reduction,
-        report_every=report_every,
-        callback=callback,
-        shuffle=shuffle,
-        seed=seed,
-        **options,
-    )
-
-
-def predict_model(model, X) -> np.ndarray:
-    x = _finite_matrix(X, "X")
-    if x.shape[1] != model.n_inputs:
-        raise ValueError(f"predict: X must have {model.n_inputs} columns, got {x.shape[1]}")
-    cache = model.__dict__.setdefault("_programs", {})
-    if "predict" not in cache:
-        xs = placeholders(model.n_inputs, model.graph)
-        cache["predict"] = Program(model(xs), xs, model.parameters())
-    return cache["predict"].run(x)
