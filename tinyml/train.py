@@ -436,3 +436,122 @@ class _Progress:
         if self.shown and self.tty:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# MLP.fit / MLP.predict: trace the model and a built-in loss, then Program.fit
+# ---------------------------------------------------------------------------
+def _per_sample_losses() -> dict[str, tuple[Callable, str]]:
+    """Built-in losses: name -> (one sample's loss from (outputs, targets), batch reduction)."""
+    from . import losses
+
+    return {
+        "mse": (lambda o, t: losses.mse(o, t, reduction="mean"), "mean"),
+        "sse": (lambda o, t: losses.mse(o, t, reduction="sum"), "sum"),
+        "cross_entropy": (lambda o, t: losses.cross_entropy([o], [t]), "mean"),
+        "binary_cross_entropy": (lambda o, t: losses.binary_cross_entropy(o, t), "mean"),
+        "hinge": (lambda o, t: losses.hinge(o, t), "mean"),
+    }
+
+
+def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
+    """Check ``y`` against the model and loss; integer labels become one-hot rows."""
+    k = model.n_outputs
+    if loss == "cross_entropy":
+        arr = np.asarray(y)
+        if arr.ndim == 1:
+            if arr.shape[0] != n:
+                raise ValueError(f"fit: X has {n} samples but Y has {arr.shape[0]} labels")
+            if not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
+                raise ValueError("fit: cross_entropy labels of shape (n,) must be integers")
+            labels = arr.astype(np.int64)
+            if n and (labels.min() < 0 or labels.max() >= k):
+                raise ValueError(
+                    f"fit: labels must be in 0..{k - 1} for a model with {k} outputs, "
+                    f"got {labels.min()}..{labels.max()}"
+                )
+            onehot = np.zeros((n, k))
+            onehot[np.arange(n), labels] = 1.0
+            return onehot
+    t = _finite_matrix(y, "Y")
+    if t.shape[0] != n:
+        raise ValueError(f"fit: X has {n} samples but Y has {t.shape[0]}")
+    if t.shape[1] != k:
+        raise ValueError(f"fit: Y must have {k} columns (the model's outputs), got {t.shape[1]}")
+    return t
+
+
+def _trace(model, loss: str | Callable, rate: float = 0.0) -> tuple[Program, str]:
+    """The model's training program for ``loss`` (cached per built-in loss and dropout rate)."""
+    cache = model.__dict__.setdefault("_programs", {})
+    key = (loss, rate)
+    if isinstance(loss, str) and key in cache:
+        return cache[key]
+    table = _per_sample_losses()
+    if isinstance(loss, str):
+        if loss not in table:
+            raise ValueError(f"fit: unknown loss {loss!r}; choose one of {sorted(table)} or pass a callable")
+        per_sample, reduction = table[loss]
+    elif callable(loss):
+        per_sample, reduction = loss, "mean"
+    else:
+        raise TypeError(f"fit: loss must be a name or a callable(outputs, targets) -> Value, got {loss!r}")
+    g = model.graph
+    xs = placeholders(model.n_inputs, g)
+    ys = placeholders(model.n_outputs, g)
+    noise = []
+    if rate > 0.0:
+        # hidden layer by hidden layer: the layer, then a dropout row per unit
+        outputs = xs
+        for k, layer in enumerate(model.layers):
+            outputs = layer(outputs)
+            if k < len(model.layers) - 1:
+                u = placeholders(len(outputs), g)
+                noise += u
+                outputs = [dropout(o, v, rate) for o, v in zip(outputs, u)]
+    else:
+        outputs = model(xs)
+    value = per_sample(outputs, ys)
+    if type(value) is not Value:
+        raise TypeError(f"fit: the loss must return a Value, got {type(value).__name__}")
+    program = Program([value], xs + ys, model.parameters(), noise)
+    if isinstance(loss, str):
+        cache[key] = (program, reduction)
+    return program, reduction
+
+
+def fit_model(model, X, Y, epochs: int, loss, batch_size, report_every, callback, shuffle, seed, **options):
+    x = _finite_matrix(X, "X")
+    if x.shape[1] != model.n_inputs:
+        raise ValueError(f"fit: X must have {model.n_inputs} columns (the model's inputs), got {x.shape[1]}")
+    y = _targets(model, Y, loss, x.shape[0])
+    rate = _nonneg(options.pop("dropout", 0.0), "dropout")
+    if rate >= 1.0:
+        raise ValueError(f"fit: dropout must be below 1, got {rate}")
+    program, reduction = _trace(model, loss, rate)
+    optimizer = options.pop("optimizer", None)
+    lr = None if optimizer is not None else model.learning_rate
+    return program.fit(
+        np.hstack([x, y]),
+        epochs,
+        lr=lr,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        reduction=reduction,
+        report_every=report_every,
+        callback=callback,
+        shuffle=shuffle,
+        seed=seed,
+        **options,
+    )
+
+
+def predict_model(model, X) -> np.ndarray:
+    x = _finite_matrix(X, "X")
+    if x.shape[1] != model.n_inputs:
+        raise ValueError(f"predict: X must have {model.n_inputs} columns, got {x.shape[1]}")
+    cache = model.__dict__.setdefault("_programs", {})
+    if "predict" not in cache:
+        xs = placeholders(model.n_inputs, model.graph)
+        cache["predict"] = Program(model(xs), xs, model.parameters())
+    return cache["predict"].run(x)
