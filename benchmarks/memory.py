@@ -7,11 +7,13 @@ the rows in use. The parent-index array is sized by parent entries, not rows;
 it is included, so these are whole-tape figures.
 
 5b, peak RSS: XOR trained in a fresh subprocess (``benchmarks/rss_child.py``),
-``ru_maxrss`` at exit: after importing tinyml and building the model only (the
-floor), after ``model.fit``, after the eager loop and after the hand-written
-Numba kernel. The eager run also samples the current RSS and the tape's
-capacity at evenly spaced epochs: a loop that rebuilds its graph every epoch
-must stay flat (the check is on the tape, which is deterministic; RSS is reported).
+its peak RSS at exit (Linux ``VmHWM``; ``ru_maxrss`` is kept in the JSON but can
+report the parent's size, see ``rss_child.peak_rss_bytes``): after importing
+tinyml and building the model only (the floor), after ``model.fit``, after
+the eager loop and after the hand-written Numba kernel. The eager run also
+samples the current RSS and the tape's capacity at evenly spaced epochs: a loop
+that rebuilds its graph every epoch must stay flat (the check is on the tape,
+which is deterministic; RSS is reported).
 """
 
 from __future__ import annotations

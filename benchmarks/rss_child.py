@@ -4,8 +4,9 @@
 
 MODE is ``import`` (import tinyml and build the model, no training), ``fit``,
 ``eager`` (the seed-style loop, RSS sampled at a few epochs) or ``numba`` (the
-hand-written kernel). Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss``;
-the samples read the current RSS from ``/proc/self/statm``.
+hand-written kernel). Peak RSS is ``VmHWM`` from ``/proc/self/status`` (see
+``peak_rss_bytes``; ``ru_maxrss`` is reported too); the samples read the
+current RSS from ``/proc/self/statm``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,27 @@ def current_rss_bytes() -> int | None:
         return None
 
 
-def peak_rss_bytes() -> int:
+def maxrss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak RSS: ``VmHWM`` where Linux has it, else ``ru_maxrss``.
+
+    On Linux ``ru_maxrss`` of a subprocess can report its PARENT's size: Python
+    starts children with vfork, and the parent's memory high-water mark is
+    carried into the child's counter across exec. ``VmHWM`` belongs to the
+    child's own address space.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return maxrss_bytes()
 
 
 def main(argv: list[str]) -> dict:
@@ -75,6 +94,7 @@ def main(argv: list[str]) -> dict:
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     out["peak_rss"] = peak_rss_bytes()
+    out["ru_maxrss"] = maxrss_bytes()
     return out
 
 
