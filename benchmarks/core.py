@@ -56,6 +56,7 @@ class Entry:
     times: list[float] = field(default_factory=list)  # raw seconds of each timed repeat
     loss: float | None = None  # final loss, so nobody wins by not training
     epochs: int | None = None  # epochs actually run per timed repeat
+    extrapolated: bool = False  # value scaled up from fewer epochs than the workload's
     note: str = ""
     check: str = ""  # "" not checked, "ok", or "FAILED: <why>"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -268,7 +269,10 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 
 def table(w: Workload) -> str:
-    """The workload as a fixed-width text table."""
+    """The workload as a fixed-width text table (columns empty on every row are left out).
+
+    An extrapolated median is marked with ``*`` (see ``Entry.extrapolated``).
+    """
     head = [
         "implementation",
         f"median ({w.unit})",
@@ -284,7 +288,7 @@ def table(w: Workload) -> str:
             rows.append(
                 [
                     e.name,
-                    fmt(e.value),
+                    fmt(e.value) + (" *" if e.extrapolated else ""),
                     "-" if ratio is None else f"{ratio:.2f}",
                     fmt(e.loss, 4),
                     "-" if e.epochs is None else f"{e.epochs:,}",
@@ -293,11 +297,17 @@ def table(w: Workload) -> str:
             )
         else:
             rows.append([e.name, e.status, "", "", "", e.check or "-"])
+    always = (0, 1, len(head) - 1)
+    keep = [i for i in range(len(head)) if i in always or any(r[i] not in ("-", "") for r in rows)]
+    head = [head[i] for i in keep]
+    rows = [[r[i] for i in keep] for r in rows]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
     lines = [f"== {w.title} =="]
     for r in [head, *rows]:
         cells = [r[0].ljust(widths[0])] + [c.rjust(wd) for c, wd in zip(r[1:-1], widths[1:])]
         lines.append("  ".join(cells) + "  " + r[-1])
+    if any(e.extrapolated for e in w.entries):
+        lines.append("  * extrapolated linearly from the epochs shown to the workload's epoch count")
     for e in w.entries:
         if e.note:
             lines.append(f"  {e.name}: {e.note}")
@@ -322,6 +332,7 @@ def as_json(w: Workload) -> dict[str, Any]:
                 "times_s": e.times,
                 "final_loss": e.loss,
                 "epochs": e.epochs,
+                "extrapolated": e.extrapolated,
                 "note": e.note,
                 "check": e.check,
                 **({"extra": e.extra} if e.extra else {}),

@@ -67,6 +67,7 @@ def _measure(e: Entry, peer: Peer, settings: Settings, epochs: int, flat0, refs)
     e.value = median(times) * epochs / n
     e.loss = evaluate(NET, final, X, Y)["loss"]
     if n != epochs:
+        e.extrapolated = True
         e.note = f"extrapolated from {n:,} epochs (x{epochs / n:g}); final loss is at {n:,} epochs"
     if not e.loss < CONVERGED:
         checks.append(f"FAILED: loss {e.loss:.3g} after {n:,} epochs, expected < {CONVERGED:g}")

@@ -182,8 +182,6 @@ class NumbaXor(Peer):
 # ---------------------------------------------------------------------------
 class NumpyXor(Peer):
     name = "numpy (hand-written)"
-    slow = True
-    slow_epochs = 30_000
 
     def prepare(self, flat):
         return split(flat, NET.sizes)
