@@ -1,0 +1,151 @@
+"""The real-data examples run as a user runs them: a subprocess from the repository root.
+
+Each run uses small settings (a few seconds at most, most of it start-up), checks
+the printed accuracy line against the example's goal and against the rest of
+its output, and checks that the promised PNG was written and is a real picture.
+Skipped when the ``examples`` extras (scikit-learn, matplotlib) are missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_example(
+    script: str, args: list[str], blocked: tuple[str, ...] = (), cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
+    """Run ``examples/<script>`` with ``args`` in ``cwd``; ``blocked`` packages are made unimportable."""
+    path = str(EXAMPLES / script)
+    if blocked:
+        code = (
+            "import runpy, sys\n"
+            f"for name in {list(blocked)!r}:\n"
+            "    sys.modules[name] = None  # 'import name' now raises ImportError\n"
+            f"sys.argv = [{path!r}, *{args!r}]\n"
+            f"runpy.run_path({path!r}, run_name='__main__')\n"
+        )
+        cmd = [sys.executable, "-c", code]
+    else:
+        cmd = [sys.executable, path, *args]
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def check_ok(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def accuracy_line(stdout: str, what: str) -> tuple[float, int, int]:
+    """(accuracy, correct, total) from '<what> accuracy: 0.9611 (346/360)'; it must be consistent."""
+    m = re.search(rf"^{what} accuracy: ([0-9.]+) \((\d+)/(\d+)\)$", stdout, re.MULTILINE)
+    assert m, f"no '{what} accuracy' line in:\n{stdout}"
+    accuracy, correct, total = float(m.group(1)), int(m.group(2)), int(m.group(3))
+    assert 0 <= correct <= total
+    assert accuracy == pytest.approx(correct / total, abs=5e-5)
+    return accuracy, correct, total
+
+
+def check_png(path: Path) -> np.ndarray:
+    """The file is a PNG that matplotlib reads back as a non-blank RGB(A) image; returns its pixels."""
+    import matplotlib.image
+
+    assert path.is_file(), f"{path} was not written"
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = matplotlib.image.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] >= 200 and pixels.shape[1] >= 200
+    assert pixels.shape[2] in (3, 4)
+    assert pixels[..., :3].std() > 0.05, "the picture is blank"
+    return pixels
+
+
+def test_digits_accuracy_confusion_matrix_and_loss_plot(tmp_path):
+    plot = tmp_path / "loss.png"
+    # the issue's settings (the fit itself takes well under a second), every option given explicitly
+    args = ["--epochs", "30", "--batch-size", "32", "--seed", "0", "--lr", "0.1", "--plot", str(plot)]
+    out = check_ok(run_example("digits.py", args))
+    accuracy, correct, total = accuracy_line(out, "test")
+    assert total == 360  # 20% of the 1797 images
+    assert accuracy >= 0.95
+    assert re.search(r"^fit: 30 epochs, batches of 32, SGD lr 0\.1, seed 0: [0-9.]+ s", out, re.MULTILINE)
+
+    # the confusion matrix: 10 rows of 10 counts, rows are the true digits of the test set
+    lines = out.splitlines()
+    head = lines.index("true\\pred" + "".join(f"{d:>4}" for d in range(10)))
+    rows = [[int(c) for c in line.split()] for line in lines[head + 1 : head + 11]]
+    assert [r[0] for r in rows] == list(range(10))
+    counts = np.array([r[1:] for r in rows])
+    assert counts.shape == (10, 10)
+    assert counts.sum() == total and np.trace(counts) == correct
+    # stratified split of the digits' class sizes (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
+    assert np.all(np.abs(counts.sum(axis=1) - 36) <= 1)
+
+    assert f"loss curve written to {plot.resolve()}" in out
+    check_png(plot)
+
+
+def test_moons_accuracy_and_decision_boundary_in_the_default_moons_png(tmp_path):
+    args = ["--epochs", "300", "--batch-size", "20", "--seed", "2"]
+    out = check_ok(run_example("moons.py", args, cwd=tmp_path))
+    accuracy, _, total = accuracy_line(out, "training")
+    assert total == 200
+    assert accuracy >= 0.97
+    assert re.search(r"^fit: 300 epochs, batches of 20, SGD lr 0\.1: ", out, re.MULTILINE)
+    picture = tmp_path / "moons.png"
+    assert f"written to {picture.resolve()}" in out
+
+    pixels = check_png(picture)[..., :3]
+    # both class regions are filled: the two background colours of the contourf each cover a good part
+    for hex_colour in ("#f4a582", "#92c5de"):
+        rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]) / 255
+        alpha = 0.8  # drawn over white
+        blended = alpha * rgb + (1 - alpha)
+        share = np.mean(np.all(np.abs(pixels - blended) < 0.02, axis=-1))
+        assert share > 0.05, f"region colour {hex_colour} covers only {share:.3f} of the picture"
+
+
+def test_moons_out_option_in_process(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("moons_example", EXAMPLES / "moons.py")
+    moons = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(moons)
+    picture = tmp_path / "elsewhere.png"
+    assert moons.main(["--epochs", "20", "--out", str(picture)]) == 0
+    out = capsys.readouterr().out
+    accuracy_line(out, "training")
+    assert f"written to {picture.resolve()}" in out
+    check_png(picture)
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "blocked", "needs"),
+    [
+        ("digits.py", ["--plot", "PNG"], ("matplotlib",), "matplotlib"),
+        ("digits.py", [], ("sklearn",), "scikit-learn"),
+        ("moons.py", ["--out", "PNG"], ("matplotlib",), "matplotlib"),
+        ("moons.py", ["--out", "PNG"], ("sklearn",), "scikit-learn"),
+    ],
+)
+def test_missing_extras_give_a_clear_message_before_training(tmp_path, script, args, blocked, needs):
+    png = tmp_path / "out.png"
+    args = [str(png) if a == "PNG" else a for a in args]
+    proc = run_example(script, args, blocked=blocked)
+    assert proc.returncode == 1
+    assert needs in proc.stderr and 'pip install ".[examples]"' in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "fit:" not in proc.stdout  # stopped before training
+    assert not png.exists()
