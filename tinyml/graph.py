@@ -45,6 +45,7 @@ class Graph:
         self.pstart = np.zeros(cap + 1, np.int64)
         self.pidx = np.zeros(2 * cap, np.int64)
         self.n = 0  # rows in use
+        self.entries = 0  # parent entries in use (== pstart[n], kept as a Python int)
         self.n_eval = 0  # rows < n_eval hold their forward value
         self.stamp = 0  # backward pass counter, for `mark`
         self.generation = 0  # bumped by every compaction (row numbers change)
@@ -77,11 +78,11 @@ class Graph:
         May compact, which renumbers rows: call it only while every row you will
         still refer to is held by a ``Value`` handle.
         """
-        if self.n + rows <= self.op.shape[0] and self.pstart[self.n] + parents <= self.pidx.shape[0]:
+        if self.n + rows <= self.op.shape[0] and self.entries + parents <= self.pidx.shape[0]:
             return
         self.collect()
         need_rows = self.n + rows
-        need_entries = int(self.pstart[self.n]) + parents
+        need_entries = self.entries + parents
         cap = self.op.shape[0]
         # grow when compaction left the arrays more than half full
         while need_rows > cap // 2:
@@ -119,13 +120,16 @@ class Graph:
         m, n_eval, new_index = kernels.compact(
             self.op, self.pstart, self.pidx, self.aux, self.data, self.grad, keep, self.n, self.n_eval
         )
+        m = int(m)
+        self._vacate(m, before)
         index = new_index.tolist()
         for ref in live:
             v = ref()
             if v is not None:
                 v._row = index[v._row]
         self._handles = live
-        self.n = int(m)
+        self.n = m
+        self.entries = int(self.pstart[m])
         self.n_eval = int(n_eval)
         self.mark[:] = 0
         self.stamp = 0
@@ -143,19 +147,26 @@ class Graph:
             if v is not None:
                 v._row = -1
         self._handles = []
+        self._vacate(0, self.n)
         self.n = 0
+        self.entries = 0
         self.n_eval = 0
-        self.pstart[0] = 0
         self.generation += 1
 
+    def _vacate(self, lo: int, hi: int) -> None:
+        """Restore the empty-row state (LEAF, aux 0, grad 0) of rows lo..hi-1."""
+        self.op[lo:hi] = Op.LEAF
+        self.aux[lo:hi] = 0.0
+        self.grad[lo:hi] = 0.0
+
     # -- appending rows (no room check: call reserve() first) -----------------
+    # Rows at and beyond ``n`` always hold op LEAF (0), aux 0 and grad 0 (the
+    # arrays start zeroed; compaction and clear() re-zero what they vacate), so
+    # appending a row writes only what differs from that.
     def push_leaf(self, value: float) -> int:
         n = self.n
-        self.op[n] = Op.LEAF
-        self.aux[n] = 0.0
         self.data[n, 0] = value
-        self.grad[n, 0] = 0.0
-        self.pstart[n + 1] = self.pstart[n]
+        self.pstart[n + 1] = self.entries
         self.n = n + 1
         return n
 
@@ -163,18 +174,15 @@ class Graph:
         """Append one leaf row per element of the 1-D float64 array ``values``."""
         n = self.n
         k = values.shape[0]
-        self.op[n : n + k] = Op.LEAF
-        self.aux[n : n + k] = 0.0
         self.data[n : n + k, 0] = values
-        self.grad[n : n + k, 0] = 0.0
-        self.pstart[n + 1 : n + k + 1] = self.pstart[n]
+        self.pstart[n + 1 : n + k + 1] = self.entries
         self.n = n + k
         return range(n, n + k)
 
     def push(self, op: int, parents, aux: float = 0.0) -> int:
         """Append a row of ``op`` over parent rows ``parents`` (a sequence of ints)."""
         n = self.n
-        s = self.pstart[n]
+        s = self.entries
         k = len(parents)
         if k == 1:
             self.pidx[s] = parents[0]
@@ -183,10 +191,11 @@ class Graph:
             self.pidx[s + 1] = parents[1]
         else:
             self.pidx[s : s + k] = parents
+        self.entries = s + k
         self.pstart[n + 1] = s + k
         self.op[n] = op
-        self.aux[n] = aux
-        self.grad[n, 0] = 0.0
+        if aux:
+            self.aux[n] = aux
         self.n = n + 1
         return n
 
@@ -198,7 +207,8 @@ class Graph:
         """
         m, k = parents.shape
         n = self.n
-        s = int(self.pstart[n])
+        s = self.entries
+        self.entries = s + m * k
         self.pidx[s : s + m * k] = parents.reshape(-1)
         self.pstart[n + 1 : n + m + 1] = s + k * np.arange(1, m + 1, dtype=np.int64)
         self.op[n : n + m] = op
