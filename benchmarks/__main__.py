@@ -34,9 +34,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help=f"run only these workloads (comma-separated or repeated): {', '.join(WORKLOADS)}",
     )
     p.add_argument(
-        "--json", type=Path, metavar="PATH", help="write results here (default: results/<time>.json)"
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the JSON results here (default: benchmarks/results/<UTC time>-<mode>.json)",
     )
-    p.add_argument("--repeats", type=int, help="timed repeats per measurement (default 3, quick 1)")
+    p.add_argument("--repeats", type=int, metavar="N", help="timed repeats of each measurement (3; quick: 1)")
     args = p.parse_args(argv)
     names = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKLOADS]
