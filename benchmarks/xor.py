@@ -66,9 +66,11 @@ def _measure(e: Entry, peer: Peer, settings: Settings, epochs: int, flat0, refs)
     e.epochs = n
     e.value = median(times) * epochs / n
     e.loss = evaluate(NET, final, X, Y)["loss"]
+    notes = [peer.note] if peer.note else []
     if n != epochs:
         e.extrapolated = True
-        e.note = f"extrapolated from {n:,} epochs (x{epochs / n:g}); final loss is at {n:,} epochs"
+        notes.append(f"extrapolated from {n:,} epochs (x{epochs / n:g}); final loss is at {n:,} epochs")
+    e.note = "; ".join(notes)
     if not e.loss < CONVERGED:
         checks.append(f"FAILED: loss {e.loss:.3g} after {n:,} epochs, expected < {CONVERGED:g}")
     e.check = combine(*checks)

@@ -51,6 +51,7 @@ def _set_params(model, flat: np.ndarray) -> None:
 
 class Peer:
     name = ""
+    note = ""  # printed under the table
     slow = False  # measured over fewer epochs in full mode, then extrapolated
     slow_epochs = 0  # that fewer number
 
@@ -298,6 +299,7 @@ class MicrogradXor(Peer):
     """micrograd's Value has no tanh; one is added in micrograd's own style (a closure)."""
 
     name = "micrograd"
+    note = "micrograd's Value has no tanh: one is added in micrograd's own closure style"
     slow = True
     slow_epochs = 1_000
 
