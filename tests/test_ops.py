@@ -51,11 +51,15 @@ PINNED = {
     "LOGSUMEXP": 25,
     "BCE": 26,
     "DIV_C": 27,
+    "NEURON": 28,
+    "DROPOUT": 29,
+    "INPUT": 30,
 }
 
 PINNED_ARITY = {
     "LEAF": 0,
-    **dict.fromkeys(["ADD", "SUB", "MUL", "DIV", "POW", "BCE"], 2),
+    "INPUT": 0,
+    **dict.fromkeys(["ADD", "SUB", "MUL", "DIV", "POW", "BCE", "DROPOUT"], 2),
     **dict.fromkeys(
         [
             "ADD_C",
@@ -79,7 +83,7 @@ PINNED_ARITY = {
         ],
         1,
     ),
-    **dict.fromkeys(["SUM", "AFFINE", "LOGSUMEXP"], None),
+    **dict.fromkeys(["SUM", "AFFINE", "LOGSUMEXP", "NEURON"], None),
 }
 
 
@@ -139,7 +143,7 @@ def test_arity(name):
 
 def test_every_op_has_an_arity_class():
     for member in Op:
-        classes = [member == Op.LEAF, member in ops.BINARY, member in ops.UNARY, member in ops.NARY]
+        classes = [member in ops.LEAVES, member in ops.BINARY, member in ops.UNARY, member in ops.NARY]
         assert sum(classes) == 1, member.name
 
 

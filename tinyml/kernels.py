@@ -70,6 +70,7 @@ BCE = 26
 DIV_C = 27
 NEURON = 28
 DROPOUT = 29
+INPUT = 30
 
 
 def _check_codes() -> None:
@@ -255,19 +256,39 @@ def unary_derivative(o, x, z, c):
 
 
 @kernel
-def affine_row(pstart, pidx, data, i):
+def step_of(op, p):
+    """Lane stride of row p: 1 if it holds one value per lane, 0 if one for all.
+
+    A LEAF (parameter or constant) is the same in every sample, so it is read
+    from, and its gradient summed into, lane 0 only: parameters are never
+    copied across lanes nor their gradients summed afterwards. An INPUT row
+    (a placeholder fed per sample) and every computed row have one value per lane.
+    """
+    return 0 if op[p] == LEAF else 1
+
+
+@kernel
+def affine_row(op, pstart, pidx, data, i):
     """data[i] = b + sum(w_j * x_j) over row i's parents [b, w_1..w_n, x_1..x_n]."""
     lanes = data.shape[1]
     s = pstart[i]
     n = (pstart[i + 1] - s - 1) // 2
     b = pidx[s]
+    sb = step_of(op, b)
     for lane in range(lanes):
-        data[i, lane] = data[b, lane]
+        data[i, lane] = data[b, lane * sb]
     for j in range(n):
         w = pidx[s + 1 + j]
         x = pidx[s + 1 + n + j]
-        for lane in range(lanes):
-            data[i, lane] += data[w, lane] * data[x, lane]
+        sw = step_of(op, w)
+        sx = step_of(op, x)
+        if sw == 0 and sx == 1:  # the usual case: a shared weight times a per-lane input
+            wv = data[w, 0]
+            for lane in range(lanes):
+                data[i, lane] += wv * data[x, lane]
+        else:
+            for lane in range(lanes):
+                data[i, lane] += data[w, lane * sw] * data[x, lane * sx]
 
 
 @kernel
@@ -287,11 +308,7 @@ def activate(act, flat, lo, hi):
 
 @kernel
 def neuron_grad(act, g, z):
-    """Gradient at a NEURON row's pre-activation, from the output ``z`` and its grad ``g``.
-
-    Recomputed where needed rather than stored, so the row's own ``grad``
-    stays the gradient of its output.
-    """
+    """Gradient at a NEURON row's pre-activation, from its output ``z`` and its grad ``g``."""
     if act == TANH:
         return g * (1.0 - z * z)
     if act == SIGMOID:
@@ -299,6 +316,45 @@ def neuron_grad(act, g, z):
     if act == RELU:
         return g if z > 0.0 else 0.0
     return g
+
+
+@kernel
+def lane_dot(g, data, x, sx, lanes):
+    """sum over lanes of g[lane] * data[x, lane * sx], last lane first.
+
+    Four partial sums keep the adds from waiting on each other; with four
+    lanes or fewer the order is exactly last lane first, the order in which
+    an eager graph built sample by sample accumulates a shared gradient.
+    """
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    lane = lanes - 1
+    while lane >= 3:
+        a3 += g[lane] * data[x, lane * sx]
+        a2 += g[lane - 1] * data[x, (lane - 1) * sx]
+        a1 += g[lane - 2] * data[x, (lane - 2) * sx]
+        a0 += g[lane - 3] * data[x, (lane - 3) * sx]
+        lane -= 4
+    while lane >= 0:
+        a0 += g[lane] * data[x, lane * sx]
+        lane -= 1
+    return ((a3 + a2) + a1) + a0
+
+
+@kernel
+def add_grad(op, grad, p, lane, v):
+    """Add ``v``, lane ``lane``'s contribution, into row p's gradient.
+
+    Shared rows (LEAF) collect every lane in lane 0; INPUT rows collect nothing
+    (no one reads an input's gradient in a program).
+    """
+    o = op[p]
+    if o == LEAF:
+        grad[p, 0] += v
+    elif o != INPUT:
+        grad[p, lane] += v
 
 
 @kernel
@@ -314,7 +370,7 @@ def clamped_log(x):
 # ---------------------------------------------------------------------------
 @kernel
 def forward(op, pstart, pidx, aux, data, lo, hi):
-    """Evaluate rows ``lo <= i < hi``; leaves keep the data they hold."""
+    """Evaluate rows ``lo <= i < hi``; leaves and inputs keep the data they hold."""
     lanes = data.shape[1]
     flat = data.reshape(data.shape[0] * lanes)
     i = lo
@@ -327,27 +383,27 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
             start = i
             act = aux[i]
             while i < hi and op[i] == NEURON and aux[i] == act:
-                s = pstart[i]
-                e = pstart[i + 1]
                 last_parent = -1
-                for k in range(s, e):
+                for k in range(pstart[i], pstart[i + 1]):
                     last_parent = max(last_parent, pidx[k])
                 if last_parent >= start:
                     break  # reads a row of this run: it starts the next run
-                affine_row(pstart, pidx, data, i)
+                affine_row(op, pstart, pidx, data, i)
                 i += 1
             activate(act, flat, start * lanes, i * lanes)
             continue
-        if o != LEAF:
+        if o != LEAF and o != INPUT:
             s = pstart[i]
             if o == AFFINE:
-                affine_row(pstart, pidx, data, i)
-            elif o <= POW:
+                affine_row(op, pstart, pidx, data, i)
+            elif o <= POW or o == BCE or o == DROPOUT:
                 a = pidx[s]
                 b = pidx[s + 1]
+                sa = step_of(op, a)
+                sb = step_of(op, b)
                 for lane in range(lanes):
-                    x = data[a, lane]
-                    y = data[b, lane]
+                    x = data[a, lane * sa]
+                    y = data[b, lane * sb]
                     if o == ADD:
                         data[i, lane] = x + y
                     elif o == SUB:
@@ -356,25 +412,26 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
                         data[i, lane] = x * y
                     elif o == DIV:
                         data[i, lane] = x / y
-                    else:
+                    elif o == POW:
                         data[i, lane] = x**y
-            elif o == TANH:  # the common activation gets its own (vectorisable) lane loop
-                a = pidx[s]
-                for lane in range(lanes):
-                    data[i, lane] = tanh(data[a, lane])
+                    elif o == BCE:  # x = p, y = target
+                        data[i, lane] = -(y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x))
+                    else:  # DROPOUT: y is the uniform draw
+                        data[i, lane] = x / (1.0 - aux[i]) if y >= aux[i] else 0.0
             elif is_unary(o):
                 a = pidx[s]
+                sa = step_of(op, a)
                 c = aux[i]
                 for lane in range(lanes):
-                    data[i, lane] = unary_forward(o, data[a, lane], c)
+                    data[i, lane] = unary_forward(o, data[a, lane * sa], c)
             elif o == SUM:
-                e = pstart[i + 1]
                 for lane in range(lanes):
                     data[i, lane] = 0.0
-                for k in range(s, e):
+                for k in range(s, pstart[i + 1]):
                     p = pidx[k]
+                    sp = step_of(op, p)
                     for lane in range(lanes):
-                        data[i, lane] += data[p, lane]
+                        data[i, lane] += data[p, lane * sp]
             elif o == LOGSUMEXP:
                 e = pstart[i + 1]
                 for lane in range(lanes):
@@ -382,7 +439,8 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
                     m = -math.inf
                     has_nan = False
                     for k in range(s, e):
-                        v = data[pidx[k], lane]
+                        p = pidx[k]
+                        v = data[p, lane * step_of(op, p)]
                         if v != v:
                             has_nan = True
                         elif v > m:
@@ -394,21 +452,9 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
                     else:
                         acc = 0.0
                         for k in range(s, e):
-                            acc += math.exp(data[pidx[k], lane] - m)
+                            p = pidx[k]
+                            acc += math.exp(data[p, lane * step_of(op, p)] - m)
                         data[i, lane] = m + math.log(acc)
-            elif o == DROPOUT:
-                a = pidx[s]
-                u = pidx[s + 1]
-                scale = 1.0 / (1.0 - aux[i])
-                for lane in range(lanes):
-                    data[i, lane] = data[a, lane] * scale if data[u, lane] >= aux[i] else 0.0
-            elif o == BCE:
-                a = pidx[s]
-                b = pidx[s + 1]
-                for lane in range(lanes):
-                    p = data[a, lane]
-                    y = data[b, lane]
-                    data[i, lane] = -(y * clamped_log(p) + (1.0 - y) * clamped_log(1.0 - p))
             else:
                 for lane in range(lanes):
                     data[i, lane] = math.nan
@@ -416,112 +462,130 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
 
 
 # ---------------------------------------------------------------------------
-# Backward: one row's contribution to its parents' gradients
+# Backward: each row's gradient, times each local derivative, into its parents
 # ---------------------------------------------------------------------------
 @kernel
 def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear):
-    """Descending sweep over rows ``hi-1 .. lo``: add each row's gradient, times each
-    local derivative, into its parents' gradients.
+    """Descending sweep over rows ``hi-1 .. lo``.
 
     With ``stamp >= 0`` only rows with ``mark[i] == stamp`` take part (the eager
-    graph's ancestors of a root); with ``stamp < 0`` every non-leaf row does.
+    graph's ancestors of a root); with ``stamp < 0`` every computed row does.
     With ``clear``, each swept row's own gradient is set to 0 once it has been
-    passed on (training reuses the tape for the next batch without a zeroing pass).
-    One loop with every op inline: a call per row would cost more than the row.
+    passed on (training reuses the tape for the next batch without a zeroing
+    pass). Lanes run last first, so shared (LEAF) gradients add up in the
+    order of an eager graph built sample by sample. One loop with every op
+    inline: a call per row would cost more than the row.
     """
     lanes = data.shape[1]
+    g = np.empty(lanes)  # a NEURON row's gradient at its pre-activation, per lane
     for i in range(hi - 1, lo - 1, -1):
         o = op[i]
-        if o == LEAF or (stamp >= 0 and mark[i] != stamp):
+        if o == LEAF or o == INPUT or (stamp >= 0 and mark[i] != stamp):
             continue
         s = pstart[i]
-        if o == TANH:
-            a = pidx[s]
-            for lane in range(lanes):
-                z = data[i, lane]
-                grad[a, lane] += grad[i, lane] * (1.0 - z * z)
-        elif o == AFFINE or o == NEURON:
+        if o == AFFINE or o == NEURON:
             n = (pstart[i + 1] - s - 1) // 2
-            b = pidx[s]
             act = aux[i] if o == NEURON else 0.0
             for lane in range(lanes):
-                grad[b, lane] += neuron_grad(act, grad[i, lane], data[i, lane])
+                g[lane] = neuron_grad(act, grad[i, lane], data[i, lane])
+            b = pidx[s]
+            if op[b] == LEAF:
+                acc = 0.0
+                for lane in range(lanes - 1, -1, -1):
+                    acc += g[lane]
+                grad[b, 0] += acc
+            elif op[b] != INPUT:
+                for lane in range(lanes):
+                    grad[b, lane] += g[lane]
             for j in range(n):
                 w = pidx[s + 1 + j]
                 x = pidx[s + 1 + n + j]
-                for lane in range(lanes):
-                    g = neuron_grad(act, grad[i, lane], data[i, lane])
-                    grad[w, lane] += g * data[x, lane]
-                    grad[x, lane] += g * data[w, lane]
-        elif o <= POW:
+                sw = step_of(op, w)
+                sx = step_of(op, x)
+                if sw == 0:
+                    grad[w, 0] += lane_dot(g, data, x, sx, lanes)
+                elif op[w] != INPUT:
+                    for lane in range(lanes):
+                        grad[w, lane] += g[lane] * data[x, lane * sx]
+                if sx == 0:
+                    grad[x, 0] += lane_dot(g, data, w, sw, lanes)
+                elif op[x] != INPUT:
+                    for lane in range(lanes):
+                        grad[x, lane] += g[lane] * data[w, lane * sw]
+        elif o <= POW or o == BCE or o == DROPOUT:
             a = pidx[s]
             b = pidx[s + 1]
-            for lane in range(lanes):
-                g = grad[i, lane]
-                x = data[a, lane]
-                y = data[b, lane]
+            sa = step_of(op, a)
+            sb = step_of(op, b)
+            c = aux[i]
+            for lane in range(lanes - 1, -1, -1):
+                gi = grad[i, lane]
+                x = data[a, lane * sa]
+                y = data[b, lane * sb]
                 if o == ADD:
-                    grad[a, lane] += g
-                    grad[b, lane] += g
+                    add_grad(op, grad, a, lane, gi)
+                    add_grad(op, grad, b, lane, gi)
                 elif o == SUB:
-                    grad[a, lane] += g
-                    grad[b, lane] -= g
+                    add_grad(op, grad, a, lane, gi)
+                    add_grad(op, grad, b, lane, -gi)
                 elif o == MUL:
-                    grad[a, lane] += g * y
-                    grad[b, lane] += g * x
+                    add_grad(op, grad, a, lane, gi * y)
+                    add_grad(op, grad, b, lane, gi * x)
                 elif o == DIV:
-                    grad[a, lane] += g / y
-                    grad[b, lane] -= g * x / (y * y)
-                else:
-                    # d/dx x^y = y x^(y-1); d/dy x^y = x^y log x, taken as 0 where x == 0
-                    # and y >= 0 (PyTorch's convention, so x = 0 gives no NaN)
-                    if y != 0.0:  # x^0 is constant in x, even at x = 0
-                        grad[a, lane] += g * y * x ** (y - 1.0)
-                    if x == 0.0 and y >= 0.0:
-                        continue
-                    grad[b, lane] += g * data[i, lane] * math.log(x)
+                    add_grad(op, grad, a, lane, gi / y)
+                    add_grad(op, grad, b, lane, -gi * x / (y * y))
+                elif o == POW:
+                    # d/dx x^y = y x^(y-1) (0 where y == 0: x^0 is constant, even at
+                    # x = 0); d/dy x^y = x^y log x, 0 where x == 0 and y >= 0
+                    # (PyTorch's conventions, so x = 0 gives no NaN)
+                    if y != 0.0:
+                        add_grad(op, grad, a, lane, gi * y * x ** (y - 1.0))
+                    if not (x == 0.0 and y >= 0.0):
+                        add_grad(op, grad, b, lane, gi * data[i, lane] * math.log(x))
+                elif o == BCE:  # x = p, y = target
+                    add_grad(op, grad, a, lane, gi * (x - y) / max(x * (1.0 - x), BCE_EPS))
+                    add_grad(op, grad, b, lane, gi * (clamped_log(1.0 - x) - clamped_log(x)))
+                elif y >= c:  # DROPOUT: the draw y gets no gradient
+                    add_grad(op, grad, a, lane, gi / (1.0 - c))
+        elif o == TANH:
+            a = pidx[s]
+            if op[a] != LEAF:
+                for lane in range(lanes):
+                    z = data[i, lane]
+                    grad[a, lane] += grad[i, lane] * (1.0 - z * z)
+            else:
+                for lane in range(lanes - 1, -1, -1):
+                    z = data[i, lane]
+                    add_grad(op, grad, a, lane, grad[i, lane] * (1.0 - z * z))
         elif is_unary(o):
             a = pidx[s]
+            sa = step_of(op, a)
             c = aux[i]
-            for lane in range(lanes):
-                grad[a, lane] += grad[i, lane] * unary_derivative(o, data[a, lane], data[i, lane], c)
+            for lane in range(lanes - 1, -1, -1):
+                d = unary_derivative(o, data[a, lane * sa], data[i, lane], c)
+                add_grad(op, grad, a, lane, grad[i, lane] * d)
         elif o == SUM:
             for k in range(s, pstart[i + 1]):
                 p = pidx[k]
-                for lane in range(lanes):
-                    grad[p, lane] += grad[i, lane]
+                for lane in range(lanes - 1, -1, -1):
+                    add_grad(op, grad, p, lane, grad[i, lane])
         elif o == LOGSUMEXP:
             # d lse / d p_k = softmax_k = exp(p_k - m) / sum_j exp(p_j - m), m = max p_j
             # (not exp(p_k - lse): lse = m + log(sum) rounds to m for huge logits)
             e = pstart[i + 1]
-            for lane in range(lanes):
+            for lane in range(lanes - 1, -1, -1):
                 m = -math.inf
                 for k in range(s, e):
-                    m = max(m, data[pidx[k], lane])
+                    p = pidx[k]
+                    m = max(m, data[p, lane * step_of(op, p)])
                 acc = 0.0
                 for k in range(s, e):
-                    acc += math.exp(data[pidx[k], lane] - m)
-                g = grad[i, lane] / acc
+                    p = pidx[k]
+                    acc += math.exp(data[p, lane * step_of(op, p)] - m)
+                gl = grad[i, lane] / acc
                 for k in range(s, e):
                     p = pidx[k]
-                    grad[p, lane] += g * math.exp(data[p, lane] - m)
-        elif o == DROPOUT:
-            # the noise parent u gets no gradient: it is not a function of anything
-            a = pidx[s]
-            u = pidx[s + 1]
-            scale = 1.0 / (1.0 - aux[i])
-            for lane in range(lanes):
-                if data[u, lane] >= aux[i]:
-                    grad[a, lane] += grad[i, lane] * scale
-        elif o == BCE:
-            a = pidx[s]
-            b = pidx[s + 1]
-            for lane in range(lanes):
-                g = grad[i, lane]
-                p = data[a, lane]
-                y = data[b, lane]
-                grad[a, lane] += g * (p - y) / max(p * (1.0 - p), BCE_EPS)
-                grad[b, lane] += g * (clamped_log(1.0 - p) - clamped_log(p))
+                    add_grad(op, grad, p, lane, gl * math.exp(data[p, lane * step_of(op, p)] - m))
         if clear:
             for lane in range(lanes):
                 grad[i, lane] = 0.0
@@ -756,8 +820,8 @@ def all_finite(x):
 
 
 @kernel
-def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, losses):
-    """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, steps taken, status).
+def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses):
+    """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, status).
 
     ``tape``   (op, pstart, pidx, aux, data, grad): the traced step program
     ``feed``   (in_rows int64[k], samples float64[n, k], order int64[n], noise_rows int64[d]:
@@ -769,11 +833,15 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
                over samples, shuffle seed (-1: keep order), dropout noise seed
     ``penalty`` float64[2]: l1 and l2 weights, adding l1*sum|p| + l2*sum(p^2) to each
                step's loss (once per step, not per sample)
-    ``losses`` float64[epoch1 - epoch0]: each epoch's loss before its updates
+    ``steps``  int64[1]: optimizer steps taken so far, advanced in place (so it is
+               right even if the caller is interrupted before reading a result)
+    ``losses`` float64[epoch1 - epoch0]: each epoch's loss before its updates (on
+               failure, the failing step's loss at the failing epoch's slot)
 
     status 0: done; 1: a non-finite loss or gradient, 2: an update that would make
-    a parameter non-finite. On status != 0 the parameters are those from before
-    the failing step and ``epochs completed`` is the failing epoch's offset.
+    a parameter non-finite. On status != 0 the parameters and optimizer state are
+    those from before the failing step and ``epochs completed`` is the failing
+    epoch's offset.
     """
     op, pstart, pidx, aux, data, grad = tape
     in_rows, samples, order, noise_rows = feed
@@ -797,30 +865,23 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
         for b0 in range(0, n, batch):
             m = min(batch, n - b0)
             scale = 1.0 / m if mean else 1.0
-            grads[:] = 0.0
             batch_loss = 0.0
             for c0 in range(b0, b0 + m, lanes):
                 width = min(lanes, b0 + m - c0)
                 load_lanes(data, in_rows, samples, order, c0, width)
                 if noise_rows.shape[0]:
-                    fill_noise(data, noise_rows, noise_seed, step, c0)
+                    fill_noise(data, noise_rows, noise_seed, steps[0], c0)
                 forward(op, pstart, pidx, aux, data, first, end)
                 for lane in range(width):
                     batch_loss += data[loss_row, lane]
                 for lane in range(width):
                     grad[loss_row, lane] = scale
-                # backward leaves every swept row's grad at 0 again, ready for the next block
+                # backward leaves every swept row's grad at 0 again, ready for the next
+                # block; parameters (shared LEAF rows) sum their lanes into lane 0
                 backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1, True)
-                for p in range(rows.shape[0]):
-                    # last lane first: the order in which the eager graph, built sample
-                    # by sample, accumulates them, so both give identical sums
-                    r = rows[p]
-                    acc = 0.0
-                    for lane in range(width - 1, -1, -1):
-                        acc += grad[r, lane]
-                    grads[p] += acc
-                    for lane in range(lanes):
-                        grad[r, lane] = 0.0
+            for p in range(rows.shape[0]):
+                grads[p] = grad[rows[p], 0]
+                grad[rows[p], 0] = 0.0
             l1 = penalty[0]
             l2 = penalty[1]
             if l1 != 0.0 or l2 != 0.0:
@@ -829,25 +890,22 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, step, lo
                     sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
                     batch_loss += (l1 * abs(v) + l2 * v * v) / scale
                     grads[p] += l1 * sign + 2.0 * l2 * v
+            losses[epoch - epoch0] = batch_loss * scale  # overwritten below if all is well
             if not math.isfinite(batch_loss) or not all_finite(grads):
-                losses[epoch - epoch0] = batch_loss * scale
-                return epoch - epoch0, step, 1
+                return epoch - epoch0, 1
             total += batch_loss
             backup[:] = values
             state_backup[:, :] = state
-            step += 1
-            optimizer_update(kind, values, grads, state, hyper, step)
+            optimizer_update(kind, values, grads, state, hyper, steps[0] + 1)
             if not all_finite(values):
                 values[:] = backup
                 state[:, :] = state_backup
-                return epoch - epoch0, step - 1, 2
+                return epoch - epoch0, 2
+            steps[0] += 1
             for p in range(rows.shape[0]):
-                r = rows[p]
-                v = values[p]
-                for lane in range(lanes):
-                    data[r, lane] = v
+                data[rows[p], 0] = values[p]  # a LEAF is read from lane 0 only
         losses[epoch - epoch0] = total / n if mean else total
-    return epoch1 - epoch0, step, 0
+    return epoch1 - epoch0, 0
 
 
 @kernel

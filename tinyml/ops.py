@@ -52,8 +52,10 @@ class Op(IntEnum):
     NEURON = 28  # parents as AFFINE, then the activation whose op code is aux[i]:
     #              TANH, SIGMOID or RELU (0: none); a whole neuron in one row
     DROPOUT = 29  # parents [x, u]: x / (1 - p) if u >= p else 0, p = aux[i], u uniform in [0, 1)
+    INPUT = 30  # a leaf with one value per lane: a program's input placeholder or noise row
 
 
+LEAVES = frozenset({Op.LEAF, Op.INPUT})
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.BCE, Op.DROPOUT})
 WITH_CONSTANT = frozenset({Op.DIV_C, Op.ADD_C, Op.MUL_C, Op.POW_C, Op.RSUB_C, Op.RDIV_C, Op.LEAKY_RELU})
 UNARY = frozenset(
@@ -85,7 +87,7 @@ NEURON_ACTIVATIONS = frozenset({Op.TANH, Op.SIGMOID, Op.RELU})
 
 def arity(op: Op) -> int | None:
     """Number of parents of a row of this op; ``None`` for n-ary ops."""
-    if op == Op.LEAF:
+    if op in LEAVES:
         return 0
     if op in BINARY:
         return 2

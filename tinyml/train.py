@@ -147,7 +147,9 @@ class Program:
         self.param_rows = index[rows_p]
         self.out_rows = index[[v._row for v in outputs]]
         self.noise_rows = index[np.asarray(rows_u, np.int64)]
-        nonleaf = np.nonzero(op != kernels.LEAF)[0]
+        op[self.in_rows] = kernels.INPUT  # one value per lane; every other leaf is shared
+        op[self.noise_rows] = kernels.INPUT
+        nonleaf = np.nonzero((op != kernels.LEAF) & (op != kernels.INPUT))[0]
         self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
         self._tapes: dict[int, _Tape] = {}
 
@@ -272,11 +274,17 @@ class Program:
                     end = min(end, max(nxt, epoch) + 1, epochs)
                 losses = np.empty(end - epoch)
                 t0 = time.perf_counter()
-                done, opt.t, status = kernels.train_epochs(
-                    tape, feed, params, optargs, run, penalty, epoch, end, opt.t, losses
-                )
+                steps = np.array([opt.t], np.int64)
+                try:
+                    done, status = kernels.train_epochs(
+                        tape, feed, params, optargs, run, penalty, epoch, end, steps, losses
+                    )
+                finally:
+                    # also on Ctrl-C, which Python raises as soon as the kernel returns:
+                    # values, optimizer state and step count all describe the same steps
+                    opt.t = int(steps[0])
+                    self._write_back(values)
                 elapsed = time.perf_counter() - t0
-                self._write_back(values)
                 ep = np.arange(epoch, epoch + done)
                 keep = (ep % report_every == 0) | (ep == epochs - 1)
                 epochs_rec.append(ep[keep])
@@ -287,8 +295,8 @@ class Program:
                     what = "the loss or a gradient" if status == 1 else "a parameter update"
                     raise TrainingDiverged(
                         f"training diverged at epoch {bad}: {what} became non-finite "
-                        f"(loss {losses[done]!r}); the parameters are those from before that step. "
-                        "Try a smaller learning rate or check the data.",
+                        f"(loss {float(losses[done]):.6g}); the parameters are those from before "
+                        "that step. Try a smaller learning rate or check the data.",
                         bad,
                         float(losses[done]),
                         history,
@@ -478,6 +486,11 @@ def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
         raise ValueError(f"fit: X has {n} samples but Y has {t.shape[0]}")
     if t.shape[1] != k:
         raise ValueError(f"fit: Y must have {k} columns (the model's outputs), got {t.shape[1]}")
+    # the same checks the eager losses make on number targets
+    if loss == "binary_cross_entropy" and not np.all((t >= 0.0) & (t <= 1.0)):
+        raise ValueError("fit: binary_cross_entropy targets must lie in [0, 1]")
+    if loss == "hinge" and not np.all(np.abs(t) == 1.0):
+        raise ValueError("fit: hinge labels must be -1 or +1")
     return t
 
 
