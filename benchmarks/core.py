@@ -191,21 +191,34 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
+
+
+def _cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+_SIMD = ("avx2", "fma", "avx512f", "asimd")  # the vector units that matter to numba and BLAS
 
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, OS, Python and library versions (peers: None when not installed)."""
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
+        "cpu_family_model": "/".join(_cpuinfo().get(k, "?") for k in ("cpu family", "model", "stepping")),
+        "cpu_simd": [f for f in _SIMD if f in _cpuinfo().get("flags", "").split()],
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "os": platform.platform(),
@@ -243,8 +256,9 @@ def machine() -> dict[str, Any]:
 
 def machine_line(info: dict[str, Any]) -> str:
     v = info["versions"]
+    simd = "/".join(info["cpu_simd"])
     parts = [
-        f"{info['cpu']}, {info['cores']} cores",
+        f"{info['cpu']} ({simd}), {info['cores']} cores" if simd else f"{info['cpu']}, {info['cores']} cores",
         f"{info['os']}",
         f"Python {info['python']}",
         f"numpy {v['numpy']}",
