@@ -54,12 +54,13 @@ PINNED = {
     "NEURON": 28,
     "DROPOUT": 29,
     "INPUT": 30,
+    "SQDIFF": 31,
 }
 
 PINNED_ARITY = {
     "LEAF": 0,
     "INPUT": 0,
-    **dict.fromkeys(["ADD", "SUB", "MUL", "DIV", "POW", "BCE", "DROPOUT"], 2),
+    **dict.fromkeys(["ADD", "SUB", "MUL", "DIV", "POW", "BCE", "DROPOUT", "SQDIFF"], 2),
     **dict.fromkeys(
         [
             "ADD_C",

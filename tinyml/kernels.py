@@ -35,6 +35,16 @@ def kernel(fn):
     return njit(**JIT_OPTIONS)(fn)
 
 
+def inline_kernel(fn):
+    """A kernel that other kernels inline (Numba IR level) instead of calling.
+
+    A call between compiled functions increments and decrements the reference
+    count of every array argument, with atomic instructions: about 100 ns for
+    the tape's arrays, as much as a small network's whole forward pass.
+    """
+    return njit(inline="always", **JIT_OPTIONS)(fn)
+
+
 # ---------------------------------------------------------------------------
 # Op codes, as literals: Numba's disk cache is keyed on THIS file, so the
 # numbers the kernels were compiled with must be written here, not imported.
@@ -71,6 +81,7 @@ DIV_C = 27
 NEURON = 28
 DROPOUT = 29
 INPUT = 30
+SQDIFF = 31
 
 
 def _check_codes() -> None:
@@ -292,18 +303,22 @@ def affine_row(op, pstart, pidx, data, i):
 
 
 @kernel
-def activate(act, flat, lo, hi):
-    """Apply a NEURON activation (op code ``act``; 0: none) to ``flat[lo:hi]`` in place."""
+def activate(act, data, lo, hi):
+    """Apply a NEURON activation (op code ``act``; 0: none) to rows lo..hi-1 in place."""
+    lanes = data.shape[1]
     if act == TANH:
-        for k in range(lo, hi):
-            flat[k] = tanh(flat[k])
+        for r in range(lo, hi):
+            for lane in range(lanes):
+                data[r, lane] = tanh(data[r, lane])
     elif act == SIGMOID:
-        for k in range(lo, hi):
-            flat[k] = sigmoid(flat[k])
+        for r in range(lo, hi):
+            for lane in range(lanes):
+                data[r, lane] = sigmoid(data[r, lane])
     elif act == RELU:
-        for k in range(lo, hi):
-            x = flat[k]
-            flat[k] = 0.0 if x <= 0.0 else x
+        for r in range(lo, hi):
+            for lane in range(lanes):
+                x = data[r, lane]
+                data[r, lane] = 0.0 if x <= 0.0 else x
 
 
 @kernel
@@ -369,17 +384,96 @@ def clamped_log(x):
 # Forward: rows lo..hi-1, ascending, every lane
 # ---------------------------------------------------------------------------
 @kernel
-def forward(op, pstart, pidx, aux, data, lo, hi):
-    """Evaluate rows ``lo <= i < hi``; leaves and inputs keep the data they hold."""
+def forward_row(op, pstart, pidx, aux, data, i):
+    """Evaluate row i of any op but NEURON (out of line: see ``forward``)."""
     lanes = data.shape[1]
-    flat = data.reshape(data.shape[0] * lanes)
+    o = op[i]
+    s = pstart[i]
+    if o == AFFINE:
+        affine_row(op, pstart, pidx, data, i)
+    elif o <= POW or o == BCE or o == DROPOUT or o == SQDIFF:
+        a = pidx[s]
+        b = pidx[s + 1]
+        sa = step_of(op, a)
+        sb = step_of(op, b)
+        for lane in range(lanes):
+            x = data[a, lane * sa]
+            y = data[b, lane * sb]
+            if o == ADD:
+                data[i, lane] = x + y
+            elif o == SUB:
+                data[i, lane] = x - y
+            elif o == MUL:
+                data[i, lane] = x * y
+            elif o == DIV:
+                data[i, lane] = x / y
+            elif o == POW:
+                data[i, lane] = x**y
+            elif o == BCE:  # x = p, y = target
+                data[i, lane] = -(y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x))
+            elif o == SQDIFF:
+                data[i, lane] = (x - y) * (x - y)
+            else:  # DROPOUT: y is the uniform draw
+                data[i, lane] = x / (1.0 - aux[i]) if y >= aux[i] else 0.0
+    elif is_unary(o):
+        a = pidx[s]
+        sa = step_of(op, a)
+        c = aux[i]
+        for lane in range(lanes):
+            data[i, lane] = unary_forward(o, data[a, lane * sa], c)
+    elif o == SUM:
+        for lane in range(lanes):
+            data[i, lane] = 0.0
+        for k in range(s, pstart[i + 1]):
+            p = pidx[k]
+            sp = step_of(op, p)
+            for lane in range(lanes):
+                data[i, lane] += data[p, lane * sp]
+    elif o == LOGSUMEXP:
+        e = pstart[i + 1]
+        for lane in range(lanes):
+            # subtract the largest input so no exp overflows (logits of 1000 are fine)
+            m = -math.inf
+            has_nan = False
+            for k in range(s, e):
+                p = pidx[k]
+                v = data[p, lane * step_of(op, p)]
+                if v != v:
+                    has_nan = True
+                elif v > m:
+                    m = v
+            if has_nan:
+                data[i, lane] = math.nan
+            elif math.isinf(m):
+                data[i, lane] = m  # all -inf gives -inf; any +inf gives +inf
+            else:
+                acc = 0.0
+                for k in range(s, e):
+                    p = pidx[k]
+                    acc += math.exp(data[p, lane * step_of(op, p)] - m)
+                data[i, lane] = m + math.log(acc)
+    else:
+        for lane in range(lanes):
+            data[i, lane] = math.nan
+
+
+@inline_kernel
+def forward(op, pstart, pidx, aux, data, lo, hi):
+    """Evaluate rows ``lo <= i < hi``; leaves and inputs keep the data they hold.
+
+    Inlined into the kernels that call it (no per-call reference counting);
+    the hot rows of a network (NEURON, a per-lane squared error) are handled
+    here, every other op in :func:`forward_row`, one call per row, which keeps
+    this body, and so the compile time of each kernel inlining it, small.
+    """
+    lanes = data.shape[1]
     i = lo
     while i < hi:
         o = op[i]
         if o == NEURON:
             # A run of NEURON rows with one activation, none reading another (a
             # layer): all affine parts first, then the activation over the whole
-            # run in one flat loop, so independent activations overlap in flight.
+            # run in one loop nest, so independent activations overlap in flight.
             start = i
             act = aux[i]
             while i < hi and op[i] == NEURON and aux[i] == act:
@@ -390,74 +484,16 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
                     break  # reads a row of this run: it starts the next run
                 affine_row(op, pstart, pidx, data, i)
                 i += 1
-            activate(act, flat, start * lanes, i * lanes)
+            activate(act, data, start, i)
             continue
-        if o != LEAF and o != INPUT:
-            s = pstart[i]
-            if o == AFFINE:
-                affine_row(op, pstart, pidx, data, i)
-            elif o <= POW or o == BCE or o == DROPOUT:
-                a = pidx[s]
-                b = pidx[s + 1]
-                sa = step_of(op, a)
-                sb = step_of(op, b)
-                for lane in range(lanes):
-                    x = data[a, lane * sa]
-                    y = data[b, lane * sb]
-                    if o == ADD:
-                        data[i, lane] = x + y
-                    elif o == SUB:
-                        data[i, lane] = x - y
-                    elif o == MUL:
-                        data[i, lane] = x * y
-                    elif o == DIV:
-                        data[i, lane] = x / y
-                    elif o == POW:
-                        data[i, lane] = x**y
-                    elif o == BCE:  # x = p, y = target
-                        data[i, lane] = -(y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x))
-                    else:  # DROPOUT: y is the uniform draw
-                        data[i, lane] = x / (1.0 - aux[i]) if y >= aux[i] else 0.0
-            elif is_unary(o):
-                a = pidx[s]
-                sa = step_of(op, a)
-                c = aux[i]
-                for lane in range(lanes):
-                    data[i, lane] = unary_forward(o, data[a, lane * sa], c)
-            elif o == SUM:
-                for lane in range(lanes):
-                    data[i, lane] = 0.0
-                for k in range(s, pstart[i + 1]):
-                    p = pidx[k]
-                    sp = step_of(op, p)
-                    for lane in range(lanes):
-                        data[i, lane] += data[p, lane * sp]
-            elif o == LOGSUMEXP:
-                e = pstart[i + 1]
-                for lane in range(lanes):
-                    # subtract the largest input so no exp overflows (logits of 1000 are fine)
-                    m = -math.inf
-                    has_nan = False
-                    for k in range(s, e):
-                        p = pidx[k]
-                        v = data[p, lane * step_of(op, p)]
-                        if v != v:
-                            has_nan = True
-                        elif v > m:
-                            m = v
-                    if has_nan:
-                        data[i, lane] = math.nan
-                    elif math.isinf(m):
-                        data[i, lane] = m  # all -inf gives -inf; any +inf gives +inf
-                    else:
-                        acc = 0.0
-                        for k in range(s, e):
-                            p = pidx[k]
-                            acc += math.exp(data[p, lane * step_of(op, p)] - m)
-                        data[i, lane] = m + math.log(acc)
-            else:
-                for lane in range(lanes):
-                    data[i, lane] = math.nan
+        if o == SQDIFF and op[pidx[pstart[i]]] != LEAF and op[pidx[pstart[i] + 1]] != LEAF:
+            a = pidx[pstart[i]]  # the squared error of a per-lane output and target
+            b = pidx[pstart[i] + 1]
+            for lane in range(lanes):
+                d = data[a, lane] - data[b, lane]
+                data[i, lane] = d * d
+        elif o != LEAF and o != INPUT:
+            forward_row(op, pstart, pidx, aux, data, i)
         i += 1
 
 
@@ -465,7 +501,94 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
 # Backward: each row's gradient, times each local derivative, into its parents
 # ---------------------------------------------------------------------------
 @kernel
-def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear):
+def backward_row(op, pstart, pidx, aux, data, grad, i):
+    """Pass row i's gradient to its parents, for any op but AFFINE and NEURON
+    (out of line: see ``backward``). Lanes run last first."""
+    lanes = data.shape[1]
+    o = op[i]
+    s = pstart[i]
+    if o <= POW or o == BCE or o == DROPOUT or o == SQDIFF:
+        a = pidx[s]
+        b = pidx[s + 1]
+        sa = step_of(op, a)
+        sb = step_of(op, b)
+        c = aux[i]
+        for lane in range(lanes - 1, -1, -1):
+            gi = grad[i, lane]
+            x = data[a, lane * sa]
+            y = data[b, lane * sb]
+            if o == ADD:
+                add_grad(op, grad, a, lane, gi)
+                add_grad(op, grad, b, lane, gi)
+            elif o == SUB:
+                add_grad(op, grad, a, lane, gi)
+                add_grad(op, grad, b, lane, -gi)
+            elif o == MUL:
+                add_grad(op, grad, a, lane, gi * y)
+                add_grad(op, grad, b, lane, gi * x)
+            elif o == DIV:
+                add_grad(op, grad, a, lane, gi / y)
+                add_grad(op, grad, b, lane, -gi * x / (y * y))
+            elif o == POW:
+                # d/dx x^y = y x^(y-1) (0 where y == 0: x^0 is constant, even at
+                # x = 0); d/dy x^y = x^y log x, 0 where x == 0 and y >= 0
+                # (PyTorch's conventions, so x = 0 gives no NaN)
+                if y != 0.0:
+                    add_grad(op, grad, a, lane, gi * y * x ** (y - 1.0))
+                if not (x == 0.0 and y >= 0.0):
+                    add_grad(op, grad, b, lane, gi * data[i, lane] * math.log(x))
+            elif o == SQDIFF:
+                d = 2.0 * gi * (x - y)
+                add_grad(op, grad, a, lane, d)
+                add_grad(op, grad, b, lane, -d)
+            elif o == BCE:  # x = p, y = target
+                add_grad(op, grad, a, lane, gi * (x - y) / max(x * (1.0 - x), BCE_EPS))
+                add_grad(op, grad, b, lane, gi * (clamped_log(1.0 - x) - clamped_log(x)))
+            elif y >= c:  # DROPOUT: the draw y gets no gradient
+                add_grad(op, grad, a, lane, gi / (1.0 - c))
+    elif o == TANH:
+        a = pidx[s]
+        if op[a] != LEAF:
+            for lane in range(lanes):
+                z = data[i, lane]
+                grad[a, lane] += grad[i, lane] * (1.0 - z * z)
+        else:
+            for lane in range(lanes - 1, -1, -1):
+                z = data[i, lane]
+                add_grad(op, grad, a, lane, grad[i, lane] * (1.0 - z * z))
+    elif is_unary(o):
+        a = pidx[s]
+        sa = step_of(op, a)
+        c = aux[i]
+        for lane in range(lanes - 1, -1, -1):
+            d = unary_derivative(o, data[a, lane * sa], data[i, lane], c)
+            add_grad(op, grad, a, lane, grad[i, lane] * d)
+    elif o == SUM:
+        for k in range(s, pstart[i + 1]):
+            p = pidx[k]
+            for lane in range(lanes - 1, -1, -1):
+                add_grad(op, grad, p, lane, grad[i, lane])
+    elif o == LOGSUMEXP:
+        # d lse / d p_k = softmax_k = exp(p_k - m) / sum_j exp(p_j - m), m = max p_j
+        # (not exp(p_k - lse): lse = m + log(sum) rounds to m for huge logits)
+        e = pstart[i + 1]
+        for lane in range(lanes - 1, -1, -1):
+            m = -math.inf
+            for k in range(s, e):
+                p = pidx[k]
+                m = max(m, data[p, lane * step_of(op, p)])
+            acc = 0.0
+            for k in range(s, e):
+                p = pidx[k]
+                acc += math.exp(data[p, lane * step_of(op, p)] - m)
+            gl = grad[i, lane] / acc
+            for k in range(s, e):
+                p = pidx[k]
+                add_grad(op, grad, p, lane, gl * math.exp(data[p, lane * step_of(op, p)] - m))
+
+
+@inline_kernel
+def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
     """Descending sweep over rows ``hi-1 .. lo``.
 
     With ``stamp >= 0`` only rows with ``mark[i] == stamp`` take part (the eager
@@ -473,11 +596,12 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear):
     With ``clear``, each swept row's own gradient is set to 0 once it has been
     passed on (training reuses the tape for the next batch without a zeroing
     pass). Lanes run last first, so shared (LEAF) gradients add up in the
-    order of an eager graph built sample by sample. One loop with every op
-    inline: a call per row would cost more than the row.
+    order of an eager graph built sample by sample. Inlined into its callers,
+    with the hot rows (NEURON, AFFINE, a per-lane squared error) here and every
+    other op in :func:`backward_row`, as ``forward``. ``g`` (float64[lanes]) is
+    scratch space for a NEURON row's gradient at its pre-activation.
     """
     lanes = data.shape[1]
-    g = np.empty(lanes)  # a NEURON row's gradient at its pre-activation, per lane
     for i in range(hi - 1, lo - 1, -1):
         o = op[i]
         if o == LEAF or o == INPUT or (stamp >= 0 and mark[i] != stamp):
@@ -512,80 +636,17 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear):
                 elif op[x] != INPUT:
                     for lane in range(lanes):
                         grad[x, lane] += g[lane] * data[w, lane * sw]
-        elif o <= POW or o == BCE or o == DROPOUT:
-            a = pidx[s]
+        elif o == SQDIFF and op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF:
+            a = pidx[s]  # the squared error of a per-lane output and target
             b = pidx[s + 1]
-            sa = step_of(op, a)
-            sb = step_of(op, b)
-            c = aux[i]
-            for lane in range(lanes - 1, -1, -1):
-                gi = grad[i, lane]
-                x = data[a, lane * sa]
-                y = data[b, lane * sb]
-                if o == ADD:
-                    add_grad(op, grad, a, lane, gi)
-                    add_grad(op, grad, b, lane, gi)
-                elif o == SUB:
-                    add_grad(op, grad, a, lane, gi)
-                    add_grad(op, grad, b, lane, -gi)
-                elif o == MUL:
-                    add_grad(op, grad, a, lane, gi * y)
-                    add_grad(op, grad, b, lane, gi * x)
-                elif o == DIV:
-                    add_grad(op, grad, a, lane, gi / y)
-                    add_grad(op, grad, b, lane, -gi * x / (y * y))
-                elif o == POW:
-                    # d/dx x^y = y x^(y-1) (0 where y == 0: x^0 is constant, even at
-                    # x = 0); d/dy x^y = x^y log x, 0 where x == 0 and y >= 0
-                    # (PyTorch's conventions, so x = 0 gives no NaN)
-                    if y != 0.0:
-                        add_grad(op, grad, a, lane, gi * y * x ** (y - 1.0))
-                    if not (x == 0.0 and y >= 0.0):
-                        add_grad(op, grad, b, lane, gi * data[i, lane] * math.log(x))
-                elif o == BCE:  # x = p, y = target
-                    add_grad(op, grad, a, lane, gi * (x - y) / max(x * (1.0 - x), BCE_EPS))
-                    add_grad(op, grad, b, lane, gi * (clamped_log(1.0 - x) - clamped_log(x)))
-                elif y >= c:  # DROPOUT: the draw y gets no gradient
-                    add_grad(op, grad, a, lane, gi / (1.0 - c))
-        elif o == TANH:
-            a = pidx[s]
-            if op[a] != LEAF:
-                for lane in range(lanes):
-                    z = data[i, lane]
-                    grad[a, lane] += grad[i, lane] * (1.0 - z * z)
-            else:
-                for lane in range(lanes - 1, -1, -1):
-                    z = data[i, lane]
-                    add_grad(op, grad, a, lane, grad[i, lane] * (1.0 - z * z))
-        elif is_unary(o):
-            a = pidx[s]
-            sa = step_of(op, a)
-            c = aux[i]
-            for lane in range(lanes - 1, -1, -1):
-                d = unary_derivative(o, data[a, lane * sa], data[i, lane], c)
-                add_grad(op, grad, a, lane, grad[i, lane] * d)
-        elif o == SUM:
-            for k in range(s, pstart[i + 1]):
-                p = pidx[k]
-                for lane in range(lanes - 1, -1, -1):
-                    add_grad(op, grad, p, lane, grad[i, lane])
-        elif o == LOGSUMEXP:
-            # d lse / d p_k = softmax_k = exp(p_k - m) / sum_j exp(p_j - m), m = max p_j
-            # (not exp(p_k - lse): lse = m + log(sum) rounds to m for huge logits)
-            e = pstart[i + 1]
-            for lane in range(lanes - 1, -1, -1):
-                m = -math.inf
-                for k in range(s, e):
-                    p = pidx[k]
-                    m = max(m, data[p, lane * step_of(op, p)])
-                acc = 0.0
-                for k in range(s, e):
-                    p = pidx[k]
-                    acc += math.exp(data[p, lane * step_of(op, p)] - m)
-                gl = grad[i, lane] / acc
-                for k in range(s, e):
-                    p = pidx[k]
-                    add_grad(op, grad, p, lane, gl * math.exp(data[p, lane * step_of(op, p)] - m))
+            for lane in range(lanes):
+                d = 2.0 * grad[i, lane] * (data[a, lane] - data[b, lane])
+                if op[a] != INPUT:
+                    grad[a, lane] += d
+                if op[b] != INPUT:
+                    grad[b, lane] -= d
+        else:
+            backward_row(op, pstart, pidx, aux, data, grad, i)
         if clear:
             for lane in range(lanes):
                 grad[i, lane] = 0.0
@@ -642,7 +703,7 @@ def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, ro
         held[k] = grad[leaves[k], 0]
         grad[leaves[k], 0] = 0.0
     grad[root, 0] = 1.0
-    backward(op, pstart, pidx, aux, data, grad, lo, root + 1, mark, stamp, False)
+    backward(op, pstart, pidx, aux, data, grad, lo, root + 1, mark, stamp, False, np.empty(1))
     for k in range(n_leaves):
         grad[leaves[k], 0] = held[k] + grad[leaves[k], 0]
 
@@ -857,6 +918,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     lanes = data.shape[1]
     end = loss_row + 1
     unmarked = np.zeros(1, np.int64)  # every program row takes part in backward
+    scratch = np.empty(lanes)
     grad[:, :] = 0.0
     for epoch in range(epoch0, epoch1):
         if seed >= 0:
@@ -878,7 +940,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                     grad[loss_row, lane] = scale
                 # backward leaves every swept row's grad at 0 again, ready for the next
                 # block; parameters (shared LEAF rows) sum their lanes into lane 0
-                backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1, True)
+                backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1, True, scratch)
             for p in range(rows.shape[0]):
                 grads[p] = grad[rows[p], 0]
                 grad[rows[p], 0] = 0.0

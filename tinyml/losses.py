@@ -62,10 +62,9 @@ def mse(predictions, targets, reduction: str = "mean") -> Value:
     squares = []
     for p, t in zip(preds, tgts):
         if type(t) is Value:
-            d = graph.push(Op.SUB, (p._row, t._row))
+            squares.append(graph.push(Op.SQDIFF, (p._row, t._row)))
         else:
-            d = graph.push(Op.ADD_C, (p._row,), -t)
-        squares.append(graph.push(Op.POW_C, (d,), 2.0))
+            squares.append(graph.push(Op.POW_C, (graph.push(Op.ADD_C, (p._row,), -t),), 2.0))
     total = graph.push(Op.SUM, squares) if n > 1 else squares[0]
     if reduction == "mean" and n > 1:
         total = graph.push(Op.DIV_C, (total,), float(n))

@@ -53,10 +53,11 @@ class Op(IntEnum):
     #              TANH, SIGMOID or RELU (0: none); a whole neuron in one row
     DROPOUT = 29  # parents [x, u]: x / (1 - p) if u >= p else 0, p = aux[i], u uniform in [0, 1)
     INPUT = 30  # a leaf with one value per lane: a program's input placeholder or noise row
+    SQDIFF = 31  # parents [x, y]: (x - y)^2, one term of a squared error
 
 
 LEAVES = frozenset({Op.LEAF, Op.INPUT})
-BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.BCE, Op.DROPOUT})
+BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.BCE, Op.DROPOUT, Op.SQDIFF})
 WITH_CONSTANT = frozenset({Op.DIV_C, Op.ADD_C, Op.MUL_C, Op.POW_C, Op.RSUB_C, Op.RDIV_C, Op.LEAKY_RELU})
 UNARY = frozenset(
     {
