@@ -153,6 +153,39 @@ class Graph:
         self.n_eval = 0
         self.generation += 1
 
+    def checkpoint(self) -> tuple[int, int]:
+        """A mark for :meth:`rewind`: the current length and compaction count."""
+        return (self.n, self.generation)
+
+    def rewind(self, checkpoint: tuple[int, int]) -> bool:
+        """Free the rows appended since ``checkpoint``; their Values become invalid.
+
+        For temporary work such as tracing a step for ``tm.compile``: the rows go
+        at once, without waiting for a compaction; rows before the checkpoint are
+        untouched. Returns False, and frees nothing, if a compaction renumbered
+        the rows in between (unreferenced rows then go with the next one).
+        """
+        mark, generation = checkpoint
+        if generation != self.generation:
+            return False
+        if not 0 <= mark <= self.n:
+            raise ValueError(f"rewind: checkpoint row {mark} is beyond the tape's {self.n} rows")
+        live = []
+        for ref in self._handles:
+            v = ref()
+            if v is None:
+                continue
+            if v._row >= mark:
+                v._row = -1
+            else:
+                live.append(ref)
+        self._handles = live
+        self._vacate(mark, self.n)
+        self.n = mark
+        self.entries = int(self.pstart[mark])
+        self.n_eval = min(self.n_eval, mark)
+        return True
+
     def _vacate(self, lo: int, hi: int) -> None:
         """Restore the empty-row state (LEAF, aux 0, grad 0) of rows lo..hi-1."""
         self.op[lo:hi] = Op.LEAF
@@ -168,6 +201,8 @@ class Graph:
         self.data[n, 0] = value
         self.pstart[n + 1] = self.entries
         self.n = n + 1
+        if self.n_eval == n:  # a leaf needs no evaluation
+            self.n_eval = n + 1
         return n
 
     def push_leaves(self, values: np.ndarray) -> range:
@@ -177,6 +212,8 @@ class Graph:
         self.data[n : n + k, 0] = values
         self.pstart[n + 1 : n + k + 1] = self.entries
         self.n = n + k
+        if self.n_eval == n:
+            self.n_eval = n + k
         return range(n, n + k)
 
     def push(self, op: int, parents, aux: float = 0.0) -> int:

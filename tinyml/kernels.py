@@ -873,6 +873,23 @@ def fill_noise(data, noise_rows, seed, step, start):
 
 
 @kernel
+def copy_into(dst, src):
+    """dst[:] = src for 1-D arrays of one length, as a loop: Numba's slice
+    assignment checks shapes and compiles the error message's string formatting,
+    seconds of cold-start compile time."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
+
+
+@kernel
+def copy_matrix(dst, src):
+    """dst[:, :] = src for 2-D arrays of one shape (see ``copy_into``)."""
+    for r in range(dst.shape[0]):
+        for c in range(dst.shape[1]):
+            dst[r, c] = src[r, c]
+
+
+@kernel
 def all_finite(x):
     for v in x:
         if not math.isfinite(v):
@@ -956,12 +973,12 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
             if not math.isfinite(batch_loss) or not all_finite(grads):
                 return epoch - epoch0, 1
             total += batch_loss
-            backup[:] = values
-            state_backup[:, :] = state
+            copy_into(backup, values)
+            copy_matrix(state_backup, state)
             optimizer_update(kind, values, grads, state, hyper, steps[0] + 1)
             if not all_finite(values):
-                values[:] = backup
-                state[:, :] = state_backup
+                copy_into(values, backup)
+                copy_matrix(state, state_backup)
                 return epoch - epoch0, 2
             steps[0] += 1
             for p in range(rows.shape[0]):

@@ -131,8 +131,7 @@ class Program:
                 "compile: a Value appears twice among the inputs, parameters and noise "
                 "(each may be only one of them, once)"
             )
-        graph.evaluate()
-        keep = np.zeros(graph.n, np.bool_)
+        keep = np.zeros(graph.n, np.bool_)  # extract copies leaves' data only: no evaluation needed
         for v in outputs + inputs + params + noise:
             keep[v._row] = True
         op, pstart, pidx, aux, data, index = kernels.extract(
@@ -171,7 +170,6 @@ class Program:
             data = np.repeat(self._leaf_data, lanes, axis=1)
             tape = _Tape(self._op, self._pstart, self._pidx, self._aux, data, np.zeros_like(data))
             self._tapes = {lanes: tape}  # keep one lane width only
-        self.graph.evaluate()
         tape.data[self.param_rows, :] = self._current_values()[:, None]
         return tape
 
@@ -510,6 +508,7 @@ def _trace(model, loss: str | Callable, rate: float = 0.0) -> tuple[Program, str
     else:
         raise TypeError(f"fit: loss must be a name or a callable(outputs, targets) -> Value, got {loss!r}")
     g = model.graph
+    mark = g.checkpoint()
     xs = placeholders(model.n_inputs, g)
     ys = placeholders(model.n_outputs, g)
     noise = []
@@ -528,6 +527,7 @@ def _trace(model, loss: str | Callable, rate: float = 0.0) -> tuple[Program, str
     if type(value) is not Value:
         raise TypeError(f"fit: the loss must return a Value, got {type(value).__name__}")
     program = Program([value], xs + ys, model.parameters(), noise)
+    g.rewind(mark)  # the traced rows live on in the program only
     if isinstance(loss, str):
         cache[key] = (program, reduction)
     return program, reduction
@@ -565,6 +565,8 @@ def predict_model(model, X) -> np.ndarray:
         raise ValueError(f"predict: X must have {model.n_inputs} columns, got {x.shape[1]}")
     cache = model.__dict__.setdefault("_programs", {})
     if "predict" not in cache:
+        mark = model.graph.checkpoint()
         xs = placeholders(model.n_inputs, model.graph)
         cache["predict"] = Program(model(xs), xs, model.parameters())
+        model.graph.rewind(mark)
     return cache["predict"].run(x)

@@ -50,7 +50,7 @@ def wrap(graph: Graph, row: int) -> Value:
 
 def _stale(v: Value) -> RuntimeError:
     return RuntimeError(
-        "this Value refers to a row that was freed (its graph was cleared); "
+        "this Value refers to a row that was freed (its graph was cleared or rewound); "
         "rebuild the expression before using it"
     )
 
