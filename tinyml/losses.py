@@ -28,7 +28,10 @@ def flatten(x) -> list:
     if isinstance(x, (list, tuple)):
         out = []
         for item in x:
-            out.extend(flatten(item))
+            if type(item) is Value or type(item) is float:  # the common flat case, no recursion
+                out.append(item)
+            else:
+                out.extend(flatten(item))
         return out
     return [x]
 

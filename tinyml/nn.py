@@ -156,6 +156,7 @@ class Neuron(Module):
         self.weights: list[Value] = _leaves(g, w)
         self.bias: Value = Value(b, g)
         self._cache: tuple[int, list[int]] = (-1, [])
+        self._as_layer: list[_AsLayer] | None = None
 
     def parameters(self) -> list[Value]:
         return [*self.weights, self.bias]
@@ -171,7 +172,9 @@ class Neuron(Module):
         return self._cache[1]
 
     def forward(self, x) -> Value:
-        out = _run([_AsLayer(self)], x)
+        if self._as_layer is None:
+            self._as_layer = [_AsLayer(self)]
+        out = _run(self._as_layer, x)
         return out if isinstance(x, Tensor) else out[0]
 
     __call__ = forward
@@ -187,6 +190,8 @@ class _AsLayer:
         self.neurons = [neuron]
         self.n_inputs = neuron.n_inputs
         self.activation = neuron.activation
+        self.ops = _activation_ops(neuron.activation)
+        self.room = _room(neuron.n_inputs, 1)
 
 
 class Layer(Module):
@@ -209,6 +214,8 @@ class Layer(Module):
         self.neurons = [
             Neuron(self.n_inputs, self.activation, rng, init, graph=graph) for _ in range(n_outputs)
         ]
+        self.ops = _activation_ops(self.activation)  # for forward_rows
+        self.room = _room(self.n_inputs, n_outputs)
 
     @property
     def n_outputs(self) -> int:
@@ -415,67 +422,79 @@ def _run(layers, x) -> list[Value]:
     if isinstance(x, Tensor):
         return batch_forward(layers, x)
     graph = layers[0].neurons[0].bias._graph
-    n = layers[0].n_inputs
-    values, numbers = _split_input(x, n)
-    if values:
-        if same_graph(values) is not graph:
-            raise ValueError("the input Values belong to another graph than the model's parameters")
-    rows_needed = len(numbers)
+    inputs = _inputs(x, layers[0].n_inputs, graph)
+    rows_needed = len(inputs)
     entries = 0
-    fan_in = n
     for layer in layers:
-        k = len(layer.neurons)
-        rows_needed += 2 * k
-        entries += k * (2 * fan_in + 2)
-        fan_in = k
+        rows_needed += layer.room[0]
+        entries += layer.room[1]
     graph.reserve(rows_needed, entries)
     # from here on no compaction can happen: rows are stable
-    if numbers:
-        const_rows = iter(graph.push_leaves(np.asarray([x[i] for i in numbers], np.float64)))
-        rows = [v._row if type(v) is Value else next(const_rows) for v in x]
-    else:
-        rows = [v._row for v in x]
-    rows = forward_rows(graph, layers, rows)
-    return [wrap(graph, r) for r in rows]
+    rows = [v._row if type(v) is Value else graph.push_leaf(v) for v in inputs]
+    return [wrap(graph, r) for r in forward_rows(graph, layers, rows)]
+
+
+def _room(n_inputs: int, n_outputs: int) -> tuple[int, int]:
+    """Most rows and parent entries one forward of a layer appends (AFFINE + activation)."""
+    return 2 * n_outputs, n_outputs * (2 * n_inputs + 2)
 
 
 def forward_rows(graph: Graph, layers, rows: list[int]) -> list[int]:
-    """Append AFFINE + activation rows for each layer over input ``rows``; no room check."""
+    """Append each layer's rows over input ``rows``; no room check (reserve first).
+
+    A neuron whose activation can be fused (tanh, sigmoid, relu, none) is one
+    NEURON row; any other is an AFFINE row plus an activation row.
+    """
+    push = graph.push
     for layer in layers:
-        act, aux = ACTIVATION_OPS[layer.activation]
-        out = []
-        fused = act < 0 or act in NEURON_ACTIVATIONS
-        for neuron in layer.neurons:
-            if fused:  # the whole neuron is one NEURON row
-                out.append(graph.push(Op.NEURON, neuron._param_rows() + rows, max(act, 0)))
-            else:
-                r = graph.push(Op.AFFINE, neuron._param_rows() + rows)
-                out.append(graph.push(act, (r,), aux))
-        rows = out
+        act, aux, fused = layer.ops
+        if fused:
+            rows = [push(Op.NEURON, neuron._param_rows() + rows, act) for neuron in layer.neurons]
+        else:
+            rows = [
+                push(act, (push(Op.AFFINE, neuron._param_rows() + rows),), aux) for neuron in layer.neurons
+            ]
     return rows
 
 
-def _split_input(x, n: int) -> tuple[list[Value], list[int]]:
-    """Check ``x`` has ``n`` entries; returns (its Values, positions of its numbers)."""
-    if isinstance(x, np.ndarray):
+def _activation_ops(activation: Activation) -> tuple[int, float, bool]:
+    """(op code, aux, fused) of an activation: fused ones ride on the NEURON row (code 0: none)."""
+    act, aux = ACTIVATION_OPS[activation]
+    if act < 0:
+        return 0, 0.0, True
+    return act, aux, act in NEURON_ACTIVATIONS
+
+
+def _inputs(x, n: int, graph: Graph) -> list:
+    """``x`` as a list of ``n`` Values of ``graph`` and floats, or a clear error."""
+    t = type(x)
+    if t is np.ndarray:
         if x.ndim != 1:
             raise ValueError(f"expected a 1-D input of {n} values, got an array of shape {x.shape}")
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
             raise TypeError(f"input array must be numeric, got dtype {x.dtype}")
+        items = x.astype(np.float64).tolist()
+    elif t is list or t is tuple:
+        items = x
     elif isinstance(x, (Value, str, bytes)) or not isinstance(x, Sequence):
         raise TypeError(
-            f"expected a sequence of {n} numbers or Values (or a 1-D numpy array), got {type(x).__name__}"
+            f"expected a sequence of {n} numbers or Values (or a 1-D numpy array), got {t.__name__}"
         )
-    if len(x) != n:
-        raise ValueError(f"expected {n} inputs, got {len(x)}")
-    if isinstance(x, np.ndarray):
-        return [], list(range(n))
-    values = []
-    numbers = []
-    for i, v in enumerate(x):
-        if type(v) is Value:
-            values.append(v)
+    else:
+        items = list(x)
+    if len(items) != n:
+        raise ValueError(f"expected {n} inputs, got {len(items)}")
+    out = []
+    for i, v in enumerate(items):
+        tv = type(v)
+        if tv is float:
+            out.append(v)
+        elif tv is Value:
+            if v._graph is not graph:
+                raise ValueError("the input Values belong to another graph than the model's parameters")
+            if v._row < 0:
+                same_graph((v,))  # raises the freed-Value error
+            out.append(v)
         else:
-            _number(v, f"input {i}")
-            numbers.append(i)
-    return values, numbers
+            out.append(_number(v, f"input {i}"))
+    return out
