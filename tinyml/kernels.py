@@ -359,6 +359,33 @@ def lane_dot(g, data, x, sx, lanes):
     return ((a3 + a2) + a1) + a0
 
 
+WIDE = 8  # from this many lanes on, shared weights' gradients use wide_weight_grads
+
+
+@njit(fastmath={"reassoc"}, **JIT_OPTIONS)
+def wide_weight_grads(op, pstart, pidx, data, grad, g, i):
+    """For AFFINE/NEURON row i: grad[w, 0] += sum over lanes of g[lane] * data[x, lane]
+    for every shared weight w on a per-lane input x.
+
+    The one kernel compiled with a fast-math flag: ``reassoc`` only, which lets
+    the compiler vectorise these sums by adding lanes in another order. It
+    assumes nothing about NaN or inf (they propagate as usual); it is used
+    from 8 lanes on, so small batches (and the eager graph) keep the exact
+    order of an eager graph built sample by sample.
+    """
+    lanes = data.shape[1]
+    s = pstart[i]
+    n = (pstart[i + 1] - s - 1) // 2
+    for j in range(n):
+        w = pidx[s + 1 + j]
+        x = pidx[s + 1 + n + j]
+        if op[w] == LEAF and op[x] != LEAF:
+            acc = 0.0
+            for lane in range(lanes):
+                acc += g[lane] * data[x, lane]
+            grad[w, 0] += acc
+
+
 @inline_kernel
 def add_grad(op, grad, p, lane, v):
     """Add ``v``, lane ``lane``'s contribution, into row p's gradient.
@@ -570,10 +597,18 @@ def backward_row(op, pstart, pidx, aux, data, grad, i):
             for lane in range(lanes - 1, -1, -1):
                 add_grad(op, grad, p, lane, grad[i, lane])
     elif o == LOGSUMEXP:
-        # d lse / d p_k = softmax_k = exp(p_k - m) / sum_j exp(p_j - m), m = max p_j
-        # (not exp(p_k - lse): lse = m + log(sum) rounds to m for huge logits)
+        # d lse / d p_k = softmax_k = exp(p_k - lse), as PyTorch computes it. Where the
+        # logits are so large (or non-finite) that lse = m + log(sum) has rounded to
+        # m, it is exp(p_k - m) / sum_j exp(p_j - m), m = max p_j, recomputed.
         e = pstart[i + 1]
         for lane in range(lanes - 1, -1, -1):
+            lse = data[i, lane]
+            if abs(lse) < 1e15:
+                gl = grad[i, lane]
+                for k in range(s, e):
+                    p = pidx[k]
+                    add_grad(op, grad, p, lane, gl * math.exp(data[p, lane * step_of(op, p)] - lse))
+                continue
             m = -math.inf
             for k in range(s, e):
                 p = pidx[k]
@@ -613,6 +648,9 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
             act = aux[i] if o == NEURON else 0.0
             for lane in range(lanes):
                 g[lane] = neuron_grad(act, grad[i, lane], data[i, lane])
+            wide = lanes >= WIDE
+            if wide:
+                wide_weight_grads(op, pstart, pidx, data, grad, g, i)
             b = pidx[s]
             if op[b] == LEAF:
                 acc = 0.0
@@ -628,7 +666,8 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
                 sw = step_of(op, w)
                 sx = step_of(op, x)
                 if sw == 0:
-                    grad[w, 0] += lane_dot(g, data, x, sx, lanes)
+                    if not (wide and sx == 1):  # (those wide_weight_grads did)
+                        grad[w, 0] += lane_dot(g, data, x, sx, lanes)
                 elif op[w] != INPUT:
                     for lane in range(lanes):
                         grad[w, lane] += g[lane] * data[x, lane * sx]
@@ -874,17 +913,10 @@ def fill_noise(data, noise_rows, seed, step, start):
 
 
 @kernel
-def copy_into(dst, src):
-    """dst[:] = src for 1-D arrays of one length, as a loop: Numba's slice
+def copy_matrix(dst, src):
+    """dst[:, :] = src for 2-D arrays of one shape, as a loop: Numba's slice
     assignment checks shapes and compiles the error message's string formatting,
     seconds of cold-start compile time."""
-    for k in range(dst.shape[0]):
-        dst[k] = src[k]
-
-
-@kernel
-def copy_matrix(dst, src):
-    """dst[:, :] = src for 2-D arrays of one shape (see ``copy_into``)."""
     for r in range(dst.shape[0]):
         for c in range(dst.shape[1]):
             dst[r, c] = src[r, c]
@@ -905,7 +937,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     ``tape``   (op, pstart, pidx, aux, data, grad): the traced step program
     ``feed``   (in_rows int64[k], samples float64[n, k], order int64[n], noise_rows int64[d]:
                rows refilled with uniform draws before each forward, for dropout)
-    ``params`` (rows int64[P], values float64[P], grads float64[P], backup float64[P],
+    ``params`` (rows int64[P], values float64[P], grads float64[P],
                state_backup float64[P, s])
     ``opt``    (kind, state float64[P, s], hyper float64[h]): see ``tinyml.optim``
     ``run``    int64[6]: loss row, first non-leaf row, batch size, mean (1) or sum (0)
@@ -924,7 +956,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     """
     op, pstart, pidx, aux, data, grad = tape
     in_rows, samples, order, noise_rows = feed
-    rows, values, grads, backup, state_backup = params
+    rows, values, grads, state_backup = params
     kind, state, hyper = opt
     loss_row = run[0]
     first = run[1]
@@ -959,9 +991,12 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 # backward leaves every swept row's grad at 0 again, ready for the next
                 # block; parameters (shared LEAF rows) sum their lanes into lane 0
                 backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1, True, scratch)
+            finite = True
             for p in range(rows.shape[0]):
-                grads[p] = grad[rows[p], 0]
+                g = grad[rows[p], 0]
                 grad[rows[p], 0] = 0.0
+                grads[p] = g
+                finite = finite and math.isfinite(g)
             l1 = penalty[0]
             l2 = penalty[1]
             if l1 != 0.0 or l2 != 0.0:
@@ -970,16 +1005,22 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                     sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
                     batch_loss += (l1 * abs(v) + l2 * v * v) / scale
                     grads[p] += l1 * sign + 2.0 * l2 * v
+                finite = finite and all_finite(grads)
             losses[epoch - epoch0] = batch_loss * scale  # overwritten below if all is well
-            if not math.isfinite(batch_loss) or not all_finite(grads):
+            if not (finite and math.isfinite(batch_loss)):
                 return epoch - epoch0, 1
             total += batch_loss
-            copy_into(backup, values)
-            copy_matrix(state_backup, state)
+            # the values before this step stay in the data rows until it is accepted;
+            # only a stateful optimizer's state needs a copy to roll back to
+            stateful = kind != 0 or hyper[2] != 0.0  # hyper[2]: SGD's momentum
+            if stateful:
+                copy_matrix(state_backup, state)
             optimizer_update(kind, values, grads, state, hyper, steps[0] + 1)
             if not all_finite(values):
-                copy_into(values, backup)
-                copy_matrix(state, state_backup)
+                for p in range(rows.shape[0]):
+                    values[p] = data[rows[p], 0]
+                if stateful:
+                    copy_matrix(state, state_backup)
                 return epoch - epoch0, 2
             steps[0] += 1
             for p in range(rows.shape[0]):

@@ -251,7 +251,7 @@ class Program:
         order = np.arange(n, dtype=np.int64)
         feed = (self.in_rows, x, order, self.noise_rows)
         p = len(self.params)
-        params = (self.param_rows, values, np.zeros(p), np.zeros(p), np.zeros_like(opt.state))
+        params = (self.param_rows, values, np.zeros(p), np.zeros_like(opt.state))
         optargs = (int(opt.kind), opt.state, opt.hyper)
         run = np.array(
             [self.out_rows[0], self.first, batch, reduction == "mean", shuffle_seed, noise_seed], np.int64
