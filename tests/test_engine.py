@@ -301,3 +301,39 @@ def test_clear_frees_rows_and_keeps_capacity():
         assert len(g) == 0 and g.capacity == cap
         with pytest.raises(RuntimeError):
             _ = vs[0].data
+
+
+# ---------------------------------------------------------------------------
+# Checkpoint and rewind
+# ---------------------------------------------------------------------------
+def test_rewind_frees_the_rows_since_the_checkpoint():
+    with tm.Graph() as g:
+        a = Value(2.0)
+        b = a * 3.0
+        mark = g.checkpoint()
+        c = b + 1.0
+        d = c.tanh()
+        assert len(g) == mark[0] + 2
+        assert g.rewind(mark)
+        assert len(g) == mark[0]
+        for freed in (c, d):
+            with pytest.raises(RuntimeError, match="freed"):
+                _ = freed.data
+        assert b.data == 6.0  # rows before the checkpoint are untouched
+        e = b * 2.0  # and the freed rows are reused
+        assert e._row == mark[0] and e.data == 12.0
+        e.backward()
+        assert a.grad == 6.0
+
+
+def test_rewind_refuses_after_a_compaction_and_frees_nothing():
+    with tm.Graph(capacity=16) as g:
+        keep = Value(1.0)
+        mark = g.checkpoint()
+        for _ in range(40):  # fills the tape: it compacts (dropped temporaries) and grows
+            x = keep * 2.0
+        assert g.generation != mark[1]
+        n = len(g)
+        assert g.rewind(mark) is False
+        assert len(g) == n
+        assert x.data == 2.0

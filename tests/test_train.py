@@ -866,3 +866,89 @@ def test_l1_l2_match_eager_penalties(loss, l1, l2, batch_size):
     plain = small_model()
     plain.fit(X, Y, 5, loss=loss, batch_size=batch_size, shuffle=False)
     assert not np.allclose(params_of(plain), eager_params)  # the penalty made a difference
+
+
+# ---------------------------------------------------------------------------
+# Wide batches (8 lanes or more take the vectorised shared-weight gradient path)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size", [8, 32, 64, 100, None])
+def test_wide_batches_match_numpy_reference(batch_size):
+    X, Y = regression_data(150, seed=3)
+    model = small_model(lr=0.05)
+    ref = reference_of(model)
+    b = 150 if batch_size is None else batch_size
+    ref_loss, ref_params = ref.sgd(params_of(model), X, Y, 3, 0.05, b, "mean")
+    h = model.fit(X, Y, 3, loss="mse", batch_size=batch_size, shuffle=False, report_every=1)
+    np.testing.assert_allclose(h.loss, ref_loss, **CLOSE)
+    np.testing.assert_allclose(params_of(model), ref_params, **CLOSE)
+
+
+# ---------------------------------------------------------------------------
+# Dropout
+# ---------------------------------------------------------------------------
+def test_dropout_row_drops_and_scales_with_its_gradient():
+    x, keep, drop = tm.Value(3.0), tm.Value(0.7), tm.Value(0.1)
+    kept = tm.dropout(x, keep, 0.25)  # u >= p: scaled by 1 / (1 - p)
+    dropped = tm.dropout(x, drop, 0.25)  # u < p: 0
+    assert kept.data == 3.0 / 0.75 and dropped.data == 0.0
+    (kept + dropped).backward()
+    assert x.grad == 1.0 / 0.75
+    assert keep.grad == 0.0 and drop.grad == 0.0
+    with pytest.raises(ValueError, match="below 1"):
+        tm.dropout(x, keep, 1.0)
+
+
+def _dropout_fit(seed, rate, epochs=5):
+    X, Y = regression_data(40, seed=5)
+    model = tm.MLP(3, [16, 2], 0.1, "tanh", seed=2, output_activation="linear")
+    h = model.fit(X, Y, epochs, loss="mse", batch_size=8, seed=seed, dropout=rate, report_every=1)
+    return h.loss, params_of(model), model, X
+
+
+def test_dropout_is_reproducible_with_a_seed_and_differs_otherwise():
+    loss_a, params_a, _, _ = _dropout_fit(11, 0.3)
+    loss_b, params_b, _, _ = _dropout_fit(11, 0.3)
+    loss_c, params_c, _, _ = _dropout_fit(12, 0.3)
+    np.testing.assert_array_equal(loss_a, loss_b)
+    np.testing.assert_array_equal(params_a, params_b)
+    assert not np.array_equal(params_a, params_c)
+
+
+def test_dropout_zero_is_no_dropout_and_predict_never_drops():
+    loss_0, params_0, _, _ = _dropout_fit(11, 0.0)
+    X, Y = regression_data(40, seed=5)
+    plain = tm.MLP(3, [16, 2], 0.1, "tanh", seed=2, output_activation="linear")
+    h = plain.fit(X, Y, 5, loss="mse", batch_size=8, seed=11, report_every=1)
+    np.testing.assert_array_equal(loss_0, h.loss)
+    np.testing.assert_array_equal(params_0, params_of(plain))
+    _, _, model, X = _dropout_fit(11, 0.5)
+    first = model.predict(X)
+    np.testing.assert_array_equal(first, model.predict(X))  # deterministic
+    eager = np.array([[v.data for v in model(list(row))] for row in X])
+    np.testing.assert_allclose(first, eager, rtol=1e-12, atol=1e-12)
+
+
+def test_dropout_drops_about_the_rate_of_hidden_units():
+    # one hidden unit, weight 1 on a constant input, output weight 1: the loss
+    # gradient w.r.t. the output bias is (prediction - y) per sample, so the mean
+    # prediction over many samples tells the fraction of kept units
+    model = tm.MLP(1, [1, 1], 0.0, "linear", seed=0)
+    w1, b1, w2, b2 = model.parameters()
+    w1.data, b1.data, w2.data, b2.data = 1.0, 0.0, 1.0, 0.0
+    n = 4000
+    X = np.ones((n, 1))
+    Y = np.zeros((n, 1))
+    seen = []
+    model.fit(X, Y, 1, loss="sse", dropout=0.3, seed=4, callback=lambda e, loss: seen.append(loss))
+    # each sample's output is 1 / 0.7 if kept, else 0; sse sums their squares
+    kept_fraction = seen[0] * 0.7**2 / n
+    assert abs(kept_fraction - 0.7) < 0.03
+
+
+def test_dropout_must_be_below_one():
+    X, Y = regression_data(5)
+    model = small_model()
+    before = params_of(model)
+    with pytest.raises(ValueError, match="dropout"):
+        model.fit(X, Y, 2, dropout=1.0)
+    np.testing.assert_array_equal(before, params_of(model))
