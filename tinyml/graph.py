@@ -258,7 +258,7 @@ class Graph:
     def evaluate(self) -> None:
         """Compute every row appended since the last evaluation."""
         if self.n_eval < self.n:
-            kernels.forward(self.op, self.pstart, self.pidx, self.aux, self.data, self.n_eval, self.n)
+            kernels.evaluate(self.op, self.pstart, self.pidx, self.aux, self.data, self.n_eval, self.n)
             self.n_eval = self.n
 
     def backward(self, root: int) -> None:

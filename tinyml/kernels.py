@@ -304,8 +304,26 @@ def affine_row(op, pstart, pidx, data, i):
 
 
 @inline_kernel
+def usual_layout(op, pstart, pidx, i):
+    """True if AFFINE/NEURON row i has a shared bias and weights (LEAF rows) and
+    per-lane inputs: a layer's neuron in a program, or any neuron of the eager graph."""
+    s = pstart[i]
+    n = (pstart[i + 1] - s - 1) // 2
+    if op[pidx[s]] != LEAF:
+        return False
+    for j in range(n):
+        if op[pidx[s + 1 + j]] != LEAF or op[pidx[s + 1 + n + j]] == LEAF:
+            return False
+    return True
+
+
+@kernel
 def activate(act, data, lo, hi):
-    """Apply a NEURON activation (op code ``act``; 0: none) to rows lo..hi-1 in place."""
+    """Apply a NEURON activation (op code ``act``; 0: none) to rows lo..hi-1 in place.
+
+    Called once per run of rows, so it is not inlined: compiled once, it keeps
+    the (sizeable) vectorised activation loops out of every kernel's body.
+    """
     lanes = data.shape[1]
     if act == TANH:
         for r in range(lo, hi):
@@ -525,6 +543,13 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
         i += 1
 
 
+@kernel
+def evaluate(op, pstart, pidx, aux, data, lo, hi):
+    """``forward`` as a kernel of its own, for the eager graph (``Graph.evaluate``
+    and the eager backward), which run it once per call: one compiled copy."""
+    forward(op, pstart, pidx, aux, data, lo, hi)
+
+
 # ---------------------------------------------------------------------------
 # Backward: each row's gradient, times each local derivative, into its parents
 # ---------------------------------------------------------------------------
@@ -623,6 +648,43 @@ def backward_row(op, pstart, pidx, aux, data, grad, i):
                 add_grad(op, grad, p, lane, gl * math.exp(data[p, lane * step_of(op, p)] - m))
 
 
+@kernel
+def affine_backward(op, pstart, pidx, aux, data, grad, i):
+    """Backward of an AFFINE/NEURON row of any layout (out of line: see ``backward``)."""
+    lanes = data.shape[1]
+    s = pstart[i]
+    o = op[i]
+    g = np.empty(lanes + 1)
+    n = (pstart[i + 1] - s - 1) // 2
+    act = aux[i] if o == NEURON else 0.0
+    for lane in range(lanes):
+        g[lane] = neuron_grad(act, grad[i, lane], data[i, lane])
+    b = pidx[s]
+    if op[b] == LEAF:
+        acc = 0.0
+        for lane in range(lanes - 1, -1, -1):
+            acc += g[lane]
+        grad[b, 0] += acc
+    elif op[b] != INPUT:
+        for lane in range(lanes):
+            grad[b, lane] += g[lane]
+    for j in range(n):
+        w = pidx[s + 1 + j]
+        x = pidx[s + 1 + n + j]
+        sw = step_of(op, w)
+        sx = step_of(op, x)
+        if sw == 0:
+            grad[w, 0] += lane_dot(g, data, x, sx, lanes)
+        elif op[w] != INPUT:
+            for lane in range(lanes):
+                grad[w, lane] += g[lane] * data[x, lane * sx]
+        if sx == 0:
+            grad[x, 0] += lane_dot(g, data, w, sw, lanes)
+        elif op[x] != INPUT:
+            for lane in range(lanes):
+                grad[x, lane] += g[lane] * data[w, lane * sw]
+
+
 @inline_kernel
 def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
     """Descending sweep over rows ``hi-1 .. lo``.
@@ -643,39 +705,29 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
         if o == LEAF or o == INPUT or (stamp >= 0 and mark[i] != stamp):
             continue
         s = pstart[i]
-        if o == AFFINE or o == NEURON:
+        if (o == AFFINE or o == NEURON) and usual_layout(op, pstart, pidx, i):
+            # a layer's neuron: shared bias and weights, per-lane inputs
             n = (pstart[i + 1] - s - 1) // 2
             act = aux[i] if o == NEURON else 0.0
             for lane in range(lanes):
                 g[lane] = neuron_grad(act, grad[i, lane], data[i, lane])
-            wide = lanes >= WIDE
-            if wide:
+            acc = 0.0
+            for lane in range(lanes - 1, -1, -1):
+                acc += g[lane]
+            grad[pidx[s], 0] += acc
+            if lanes >= WIDE:
                 wide_weight_grads(op, pstart, pidx, data, grad, g, i)
-            b = pidx[s]
-            if op[b] == LEAF:
-                acc = 0.0
-                for lane in range(lanes - 1, -1, -1):
-                    acc += g[lane]
-                grad[b, 0] += acc
-            elif op[b] != INPUT:
-                for lane in range(lanes):
-                    grad[b, lane] += g[lane]
             for j in range(n):
                 w = pidx[s + 1 + j]
                 x = pidx[s + 1 + n + j]
-                sw = step_of(op, w)
-                sx = step_of(op, x)
-                if sw == 0:
-                    if not (wide and sx == 1):  # (those wide_weight_grads did)
-                        grad[w, 0] += lane_dot(g, data, x, sx, lanes)
-                elif op[w] != INPUT:
+                if lanes < WIDE:
+                    grad[w, 0] += lane_dot(g, data, x, 1, lanes)
+                if op[x] != INPUT:
+                    wv = data[w, 0]
                     for lane in range(lanes):
-                        grad[w, lane] += g[lane] * data[x, lane * sx]
-                if sx == 0:
-                    grad[x, 0] += lane_dot(g, data, w, sw, lanes)
-                elif op[x] != INPUT:
-                    for lane in range(lanes):
-                        grad[x, lane] += g[lane] * data[w, lane * sw]
+                        grad[x, lane] += g[lane] * wv
+        elif o == AFFINE or o == NEURON:
+            affine_backward(op, pstart, pidx, aux, data, grad, i)
         elif o == SQDIFF and op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF:
             a = pidx[s]  # the squared error of a per-lane output and target
             b = pidx[s + 1]
@@ -707,7 +759,7 @@ def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, ro
     Only stamped rows are swept, so rows that are not ancestors are neither
     touched nor able to leak a 0 * inf = NaN into the result.
     """
-    forward(op, pstart, pidx, aux, data, n_eval, n)
+    evaluate(op, pstart, pidx, aux, data, n_eval, n)
     if op[root] == LEAF:
         grad[root, 0] += 1.0
         return
@@ -815,47 +867,6 @@ def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
         m += 1
     pstart[m] = entries
     return m, new_eval, new_index
-
-
-@kernel
-def extract(op, pstart, pidx, aux, data, keep, n, lanes):
-    """Copy the rows marked in ``keep`` (plus their ancestors) into a new tape.
-
-    Returns ``(op, pstart, pidx, aux, data, new_index)`` of the copy, in the
-    same (topological) order, with ``lanes`` columns; each leaf's value is
-    broadcast to every lane. Used to turn a traced step into a program.
-    """
-    mark_ancestors(pstart, pidx, keep, n)
-    rows = 0
-    entries = 0
-    for i in range(n):
-        if keep[i]:
-            rows += 1
-            entries += pstart[i + 1] - pstart[i]
-    op2 = np.empty(rows, np.uint8)
-    aux2 = np.empty(rows)
-    data2 = np.zeros((rows, lanes))
-    pstart2 = np.empty(rows + 1, np.int64)
-    pidx2 = np.empty(entries, np.int64)
-    new_index = np.full(n, -1, np.int64)
-    m = 0
-    e = 0
-    for i in range(n):
-        if not keep[i]:
-            continue
-        new_index[i] = m
-        op2[m] = op[i]
-        aux2[m] = aux[i]
-        if op[i] == LEAF:
-            for lane in range(lanes):
-                data2[m, lane] = data[i, 0]
-        pstart2[m] = e
-        for k in range(pstart[i], pstart[i + 1]):
-            pidx2[e] = new_index[pidx[k]]
-            e += 1
-        m += 1
-    pstart2[m] = e
-    return op2, pstart2, pidx2, aux2, data2, new_index
 
 
 # ---------------------------------------------------------------------------

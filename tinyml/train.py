@@ -134,9 +134,7 @@ class Program:
         keep = np.zeros(graph.n, np.bool_)  # extract copies leaves' data only: no evaluation needed
         for v in outputs + inputs + params + noise:
             keep[v._row] = True
-        op, pstart, pidx, aux, data, index = kernels.extract(
-            graph.op, graph.pstart, graph.pidx, graph.aux, graph.data, keep, graph.n, 1
-        )
+        op, pstart, pidx, aux, data, index = _extract(graph, keep)
         self.graph = graph
         self.params = params
         self.n_inputs = len(inputs)
@@ -364,6 +362,30 @@ def dropout(x: Value, u: Value, p: float) -> Value:
     g = same_graph((x, u))
     g.reserve(1, 2)
     return wrap(g, g.push(Op.DROPOUT, (x._row, u._row), p))
+
+
+def _extract(graph: Graph, keep: np.ndarray):
+    """Copy the rows marked in ``keep`` and all their ancestors into a new tape.
+
+    Returns ``(op, pstart, pidx, aux, data, new_index)``: the copy in the same
+    (topological) order with its parents renumbered, leaves' data in one lane,
+    and the map from old to new rows (-1 for rows not copied). The ancestor
+    sweep is a kernel; the copy is plain NumPy (no kernel to compile).
+    """
+    kernels.mark_ancestors(graph.pstart, graph.pidx, keep, graph.n)
+    rows = np.nonzero(keep)[0]
+    new_index = np.full(graph.n, -1, np.int64)
+    new_index[rows] = np.arange(len(rows))
+    starts = graph.pstart[rows]
+    counts = graph.pstart[rows + 1] - starts
+    pstart = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(counts, out=pstart[1:])
+    # the parent entries of every kept row, in order: start of its run + offset in it
+    gather = np.repeat(starts - pstart[:-1], counts) + np.arange(pstart[-1])
+    pidx = new_index[graph.pidx[gather]]
+    op = graph.op[rows].copy()
+    data = np.where(op == kernels.LEAF, graph.data[rows, 0], 0.0)[:, None]
+    return op, pstart, pidx, graph.aux[rows].copy(), data, new_index
 
 
 def _history(epochs_rec, losses_rec, epochs_run: int, seconds: float) -> History:
