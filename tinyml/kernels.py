@@ -317,13 +317,9 @@ def usual_layout(op, pstart, pidx, i):
     return True
 
 
-@kernel
+@inline_kernel
 def activate(act, data, lo, hi):
-    """Apply a NEURON activation (op code ``act``; 0: none) to rows lo..hi-1 in place.
-
-    Called once per run of rows, so it is not inlined: compiled once, it keeps
-    the (sizeable) vectorised activation loops out of every kernel's body.
-    """
+    """Apply a NEURON activation (op code ``act``; 0: none) to rows lo..hi-1 in place."""
     lanes = data.shape[1]
     if act == TANH:
         for r in range(lo, hi):
