@@ -83,11 +83,10 @@ class _Tape(NamedTuple):
 
 def placeholders(count: int, graph: Graph | None = None) -> list[Value]:
     """``count`` input slots (leaf Values, 0.0) whose values ``Program`` feeds per sample."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"placeholders: count must be a positive int, got {count!r}")
+    count = _count(count, "placeholders: count", minimum=1)
     g = current_graph() if graph is None else graph
     g.reserve(int(count), 0)
-    return [wrap(g, r) for r in g.push_leaves(np.zeros(int(count)))]
+    return [wrap(g, r) for r in g.push_leaves(np.zeros(count))]
 
 
 class Program:
