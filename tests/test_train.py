@@ -952,3 +952,14 @@ def test_dropout_must_be_below_one():
     with pytest.raises(ValueError, match="dropout"):
         model.fit(X, Y, 2, dropout=1.0)
     np.testing.assert_array_equal(before, params_of(model))
+
+
+def test_a_program_whose_parameters_were_freed_raises_clearly(own_graph):
+    X, Y = regression_data(5)
+    model = small_model()
+    model.fit(X, Y, 2)
+    own_graph.clear()
+    with pytest.raises(RuntimeError, match="freed"):
+        model.fit(X, Y, 2)
+    with pytest.raises(RuntimeError, match="freed"):
+        model.predict(X)

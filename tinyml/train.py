@@ -170,14 +170,23 @@ class Program:
         tape.data[self.param_rows, :] = self._current_values()[:, None]
         return tape
 
+    def _param_rows_in_graph(self) -> list[int]:
+        """Where the parameters live in the graph now (compaction may have moved them)."""
+        rows = [p._row for p in self.params]
+        if rows and min(rows) < 0:
+            raise RuntimeError(
+                "this program's parameters were freed (their graph was cleared); compile it again"
+            )
+        return rows
+
     def _current_values(self) -> np.ndarray:
-        return self.graph.data[[p._row for p in self.params], 0].copy()
+        return self.graph.data[self._param_rows_in_graph(), 0].copy()
 
     def _write_back(self, values: np.ndarray) -> None:
         """Store trained values in the graph's parameter rows (rows built earlier keep theirs)."""
         g = self.graph
         g.evaluate()
-        g.data[[p._row for p in self.params], 0] = values
+        g.data[self._param_rows_in_graph(), 0] = values
 
     def _samples(self, samples, what: str) -> np.ndarray:
         a = _finite_matrix(samples, what)
