@@ -4,7 +4,7 @@ A row is a node. ``op[i]`` says what it computes, its parents are
 ``pidx[pstart[i]:pstart[i+1]]`` (always rows < i, so row order is a
 topological order), ``aux[i]`` is an op constant, ``data[i]``/``grad[i]``
 its value and gradient. Rows are appended by the front-end (``Value``,
-``nn``, ``Tensor``) and evaluated lazily by the ``forward`` kernel, in one
+``nn``, ``Tensor``) and evaluated lazily by the ``evaluate`` kernel, in one
 place, the first time a value is needed: every formula lives in the kernels.
 
 Memory stays bounded without any user call: each ``Value`` handle is tracked
@@ -48,7 +48,8 @@ class Graph:
         self.entries = 0  # parent entries in use (== pstart[n], kept as a Python int)
         self.n_eval = 0  # rows < n_eval hold their forward value
         self.stamp = 0  # backward pass counter, for `mark`
-        self.generation = 0  # bumped by every compaction (row numbers change)
+        self.generation = 0  # bumped whenever rows move or are freed: caches of row numbers expire
+        self.compactions = 0  # bumped whenever rows are renumbered (compaction, clear)
         self._handles: list[weakref.ref] = []
         self._previous: list[Graph] = []
 
@@ -134,6 +135,7 @@ class Graph:
         self.mark[:] = 0
         self.stamp = 0
         self.generation += 1
+        self.compactions += 1
         return before - self.n
 
     def clear(self) -> None:
@@ -152,10 +154,11 @@ class Graph:
         self.entries = 0
         self.n_eval = 0
         self.generation += 1
+        self.compactions += 1
 
     def checkpoint(self) -> tuple[int, int]:
         """A mark for :meth:`rewind`: the current length and compaction count."""
-        return (self.n, self.generation)
+        return (self.n, self.compactions)
 
     def rewind(self, checkpoint: tuple[int, int]) -> bool:
         """Free the rows appended since ``checkpoint``; their Values become invalid.
@@ -165,8 +168,8 @@ class Graph:
         untouched. Returns False, and frees nothing, if a compaction renumbered
         the rows in between (unreferenced rows then go with the next one).
         """
-        mark, generation = checkpoint
-        if generation != self.generation:
+        mark, compactions = checkpoint
+        if compactions != self.compactions:
             return False
         if not 0 <= mark <= self.n:
             raise ValueError(f"rewind: checkpoint row {mark} is beyond the tape's {self.n} rows")
@@ -184,6 +187,7 @@ class Graph:
         self.n = mark
         self.entries = int(self.pstart[mark])
         self.n_eval = min(self.n_eval, mark)
+        self.generation += 1  # cached row numbers may point at freed rows
         return True
 
     def _vacate(self, lo: int, hi: int) -> None:

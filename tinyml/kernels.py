@@ -84,6 +84,12 @@ DROPOUT = 29
 INPUT = 30
 SQDIFF = 31
 
+# Optimizer kinds (``tinyml.optim`` imports these: the kernels are compiled with them)
+SGD_KIND = 0
+ADAM_KIND = 1
+ADAMW_KIND = 2
+RMSPROP_KIND = 3
+
 
 def _check_codes() -> None:
     for member in Op:
@@ -306,7 +312,8 @@ def affine_row(op, pstart, pidx, data, i):
 @inline_kernel
 def usual_layout(op, pstart, pidx, i):
     """True if AFFINE/NEURON row i has a shared bias and weights (LEAF rows) and
-    per-lane inputs: a layer's neuron in a program, or any neuron of the eager graph."""
+    per-lane inputs: a layer's neuron in a program, or an eager neuron whose
+    inputs are computed rows (not numbers turned into leaves)."""
     s = pstart[i]
     n = (pstart[i + 1] - s - 1) // 2
     if op[pidx[s]] != LEAF:
@@ -522,7 +529,7 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
                 last_parent = -1
                 for k in range(pstart[i], pstart[i + 1]):
                     last_parent = max(last_parent, pidx[k])
-                if last_parent >= start:
+                if last_parent >= start and i > start:
                     break  # reads a row of this run: it starts the next run
                 affine_row(op, pstart, pidx, data, i)
                 i += 1
@@ -645,12 +652,12 @@ def backward_row(op, pstart, pidx, aux, data, grad, i):
 
 
 @kernel
-def affine_backward(op, pstart, pidx, aux, data, grad, i):
-    """Backward of an AFFINE/NEURON row of any layout (out of line: see ``backward``)."""
+def affine_backward(op, pstart, pidx, aux, data, grad, i, g):
+    """Backward of an AFFINE/NEURON row of any layout (out of line: see ``backward``);
+    ``g`` (float64[lanes]) is the caller's scratch space."""
     lanes = data.shape[1]
     s = pstart[i]
     o = op[i]
-    g = np.empty(lanes + 1)
     n = (pstart[i + 1] - s - 1) // 2
     act = aux[i] if o == NEURON else 0.0
     for lane in range(lanes):
@@ -723,7 +730,7 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
                     for lane in range(lanes):
                         grad[x, lane] += g[lane] * wv
         elif o == AFFINE or o == NEURON:
-            affine_backward(op, pstart, pidx, aux, data, grad, i)
+            affine_backward(op, pstart, pidx, aux, data, grad, i, g)
         elif o == SQDIFF and op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF:
             a = pidx[s]  # the squared error of a per-lane output and target
             b = pidx[s + 1]
@@ -1019,7 +1026,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
             total += batch_loss
             # the values before this step stay in the data rows until it is accepted;
             # only a stateful optimizer's state needs a copy to roll back to
-            stateful = kind != 0 or hyper[2] != 0.0  # hyper[2]: SGD's momentum
+            stateful = kind != SGD_KIND or hyper[2] != 0.0  # hyper[2]: SGD's momentum
             if stateful:
                 copy_matrix(state_backup, state)
             optimizer_update(kind, values, grads, state, hyper, steps[0] + 1)
@@ -1080,16 +1087,16 @@ def optimizer_update(kind, values, grads, state, hyper, t):
     grads : float64[P]
         their gradients (read only).
     state : float64[P, k]
-        the optimiser's running buffers, updated in place (layout: module doc).
-    hyper : float64[HYPER_SIZE]
-        hyperparameters (layout: module doc).
+        the optimiser's running buffers, updated in place (layout: tinyml/optim.py).
+    hyper : float64[6]
+        hyperparameters (layout: the module doc of tinyml/optim.py).
     t : int
         1-based number of this step (bias corrections; SGD's first momentum step).
     """
     n = values.shape[0]
     lr = hyper[0]
     wd = hyper[1]
-    if kind == 0:
+    if kind == SGD_KIND:
         momentum = hyper[2]
         dampening = hyper[3]
         nesterov = hyper[4] != 0.0
@@ -1108,7 +1115,7 @@ def optimizer_update(kind, values, grads, state, hyper, t):
                 else:
                     g = b
             values[i] = values[i] - lr * g
-    elif kind == 1 or kind == 2:
+    elif kind == ADAM_KIND or kind == ADAMW_KIND:
         beta1 = hyper[2]
         beta2 = hyper[3]
         eps = hyper[4]
@@ -1119,7 +1126,7 @@ def optimizer_update(kind, values, grads, state, hyper, t):
             g = grads[i]
             p = values[i]
             if wd != 0.0:
-                if kind == 2:
+                if kind == ADAMW_KIND:
                     p = p * (1.0 - lr * wd)  # AdamW: decay the weight itself
                 else:
                     g = g + wd * p  # Adam: L2 penalty through the gradient
@@ -1133,7 +1140,7 @@ def optimizer_update(kind, values, grads, state, hyper, t):
                 state[i, 2] = v
             denom = math.sqrt(v) / correction2 + eps
             values[i] = p - step_size * (m / denom)
-    elif kind == 3:
+    elif kind == RMSPROP_KIND:
         alpha = hyper[2]
         eps = hyper[3]
         momentum = hyper[4]
@@ -1155,8 +1162,3 @@ def optimizer_update(kind, values, grads, state, hyper, t):
                 values[i] = values[i] - lr * b
             else:
                 values[i] = values[i] - lr * (g / avg)
-
-
-# ---------------------------------------------------------------------------
-# Front-end
-# ---------------------------------------------------------------------------

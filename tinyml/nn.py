@@ -1,7 +1,8 @@
 """Neurons, layers and multilayer perceptrons over the tape.
 
-A neuron is ONE n-ary ``AFFINE`` row (``b + sum(w_i * x_i)``, its parents held
-CSR-style) plus one activation row, not the 2n scalar rows micrograd builds.
+A neuron is ONE n-ary ``NEURON`` row (``act(b + sum(w_i * x_i))``, its parents
+held CSR-style, tanh/sigmoid/relu/none fused in), not the 2n + 1 scalar rows
+micrograd builds; other activations add one activation row after an AFFINE row.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _rows(values: Sequence[Value]) -> np.ndarray:
 
 
 class Neuron(Module):
-    """``activation(b + sum(w_i * x_i))`` as one AFFINE row and one activation row.
+    """``activation(b + sum(w_i * x_i))`` as one NEURON row (or AFFINE + activation rows).
 
     ``init="fan_in"`` draws weights and bias uniformly in +-1/sqrt(n_inputs)
     (PyTorch's ``nn.Linear``); ``"uniform01"`` draws weights in [0, 1) and sets

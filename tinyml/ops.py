@@ -1,6 +1,6 @@
 """The op-code table of the tape: one number per kind of row.
 
-The table is APPEND-ONLY. Numbers are stored in tapes, saved programs and in
+The table is APPEND-ONLY. Numbers are stored in tapes, compiled programs and in
 Numba's on-disk cache of the kernels, so an existing number never changes
 meaning; a new op gets the next free number. ``tinyml/kernels.py`` keeps its
 own literal copy of these numbers (so its cache can never disagree with its

@@ -45,11 +45,11 @@ from . import kernels
 from .ops import Op
 from .value import Value
 
-# Kinds, as literals: Numba's disk cache keys on this file (see kernels.py).
-SGD_KIND = 0
-ADAM_KIND = 1
-ADAMW_KIND = 2
-RMSPROP_KIND = 3
+# Kinds: defined with the kernel that is compiled with them
+SGD_KIND = kernels.SGD_KIND
+ADAM_KIND = kernels.ADAM_KIND
+ADAMW_KIND = kernels.ADAMW_KIND
+RMSPROP_KIND = kernels.RMSPROP_KIND
 
 HYPER_SIZE = 6
 HYPER_LR = 0

@@ -492,17 +492,11 @@ def batch_forward(layers, x: Tensor) -> Tensor:
         raise ValueError(f"expected {n} inputs per sample, got a Tensor of shape {x.shape} ({c} per sample)")
     if x._graph is not graph:
         raise ValueError("the input Tensor belongs to another graph than the model's parameters")
-    rows_needed = 0
-    entries = 0
-    fan_in = n
-    for layer in layers:
-        k = len(layer.neurons)
-        rows_needed += 2 * k
-        entries += k * (2 * fan_in + 2)
-        fan_in = k
+    rows_needed = sum(layer.room[0] for layer in layers)
+    entries = sum(layer.room[1] for layer in layers)
     graph.reserve(r * rows_needed, r * entries)
     inputs = x._rows_array().reshape(r, n).tolist()
     out = []
     for sample in inputs:
         out.extend(forward_rows(graph, layers, sample))
-    return Tensor._wrap_rows(graph, out, (r, fan_in))
+    return Tensor._wrap_rows(graph, out, (r, len(layers[-1].neurons)))

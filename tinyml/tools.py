@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
 from .graph import current_graph
-from .kernels import kernel
 from .ops import WITH_CONSTANT, Op
 from .value import Value, same_graph
 
@@ -212,18 +212,12 @@ def gradcheck(
 # ---------------------------------------------------------------------------
 # to_dot / draw_dot
 # ---------------------------------------------------------------------------
-@kernel
-def _ancestor_count(pstart, pidx, root):
-    """Number of rows ``root`` depends on, itself included (one descending sweep)."""
-    seen = np.zeros(root + 1, np.bool_)
-    seen[root] = True
-    count = 0
-    for i in range(root, -1, -1):
-        if seen[i]:
-            count += 1
-            for k in range(pstart[i], pstart[i + 1]):
-                seen[pidx[k]] = True
-    return count
+def _ancestor_count(pstart, pidx, root: int) -> int:
+    """Number of rows ``root`` depends on, itself included (the tape's ancestor sweep)."""
+    keep = np.zeros(root + 1, np.bool_)
+    keep[root] = True
+    kernels.mark_ancestors(pstart, pidx, keep, root + 1)
+    return int(keep.sum())
 
 
 _SYMBOLS = {
@@ -306,7 +300,7 @@ def to_dot(value: Value, max_nodes: int = 200, rankdir: str = "LR") -> str:
             order.append(p)
         if truncated:
             break
-    total = int(_ancestor_count(pstart, pidx, root)) if truncated else len(order)
+    total = _ancestor_count(pstart, pidx, root) if truncated else len(order)
     omitted = total - len(order)
 
     lines = [

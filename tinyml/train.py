@@ -275,7 +275,7 @@ class Program:
                 end = min(epochs, epoch + chunk)
                 if callback is not None:  # stop at the next report, so the callback can end training
                     nxt = epoch if epoch % report_every == 0 else epoch + report_every - epoch % report_every
-                    end = min(end, max(nxt, epoch) + 1, epochs)
+                    end = min(end, nxt + 1)
                 losses = np.empty(end - epoch)
                 t0 = time.perf_counter()
                 steps = np.array([opt.t], np.int64)
@@ -325,6 +325,8 @@ class Program:
         return history
 
     def _optimizer(self, lr, optimizer):
+        if not self.params:
+            raise ValueError("fit: this program has no parameters to train (compile it with params=[...])")
         if optimizer is None:
             if lr is None:
                 raise ValueError("fit: give a learning rate (lr=...) or an optimizer")

@@ -31,12 +31,10 @@ def _operand(x: object) -> float | None:
 
 def _number(x: object, what: str) -> float:
     """``x`` as a float if it is a real number, else a TypeError saying so."""
-    t = type(x)
-    if t is float or t is int:
-        return float(x)
-    if isinstance(x, numbers.Real):
-        return float(x)
-    raise TypeError(f"{what}: expected a Value or a real number, got {t.__name__} {x!r:.60}")
+    c = _operand(x)
+    if c is None:
+        raise TypeError(f"{what}: expected a Value or a real number, got {type(x).__name__} {x!r:.60}")
+    return c
 
 
 def wrap(graph: Graph, row: int) -> Value:
@@ -296,14 +294,3 @@ class Value:
 
     def sqrt(self) -> Value:
         return _unary(Op.POW_C, self, 0.5)
-
-
-def as_value(x: Value | float, graph: Graph) -> Value:
-    """``x`` if it is a Value of ``graph``, else a new constant leaf in ``graph``."""
-    if type(x) is Value:
-        if x._row < 0:
-            raise _stale(x)
-        if x._graph is not graph:
-            raise _two_graphs()
-        return x
-    return Value(_number(x, "value"), graph)
