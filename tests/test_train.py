@@ -963,3 +963,28 @@ def test_a_program_whose_parameters_were_freed_raises_clearly(own_graph):
         model.fit(X, Y, 2)
     with pytest.raises(RuntimeError, match="freed"):
         model.predict(X)
+
+
+def test_plain_mlp_programs_run_in_the_lean_kernel_with_the_same_results():
+    """A plain MLP + squared error needs no generic row code; the specialised
+    kernel (general=None) and the generic one must train identically."""
+    X, Y = regression_data(40, seed=8)
+    results = []
+    for general in (None, True):
+        model = small_model(lr=0.05, out="tanh")
+        h0 = model.fit(X, Y, 1, loss="mse", batch_size=8, shuffle=False)  # traces the program
+        program = next(p for key, (p, _) in model._programs.items() if key[0] == "mse")
+        assert program._general is None  # detected as a plain MLP
+        program._general = general
+        h = model.fit(X, Y, 5, loss="mse", batch_size=8, shuffle=False, report_every=1)
+        results.append((h0.loss, h.loss, params_of(model), model.predict(X)))
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_other_losses_use_the_general_kernel():
+    X, Y = regression_data(10, seed=9)
+    model = small_model()
+    model.fit(X, np.where(Y > 0, 1.0, -1.0), 1, loss="hinge")
+    program = next(p for key, (p, _) in model._programs.items() if key[0] == "hinge")
+    assert program._general is True

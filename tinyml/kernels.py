@@ -507,13 +507,16 @@ def forward_row(op, pstart, pidx, aux, data, i):
 
 
 @inline_kernel
-def forward(op, pstart, pidx, aux, data, lo, hi):
+def forward(op, pstart, pidx, aux, data, lo, hi, general):
     """Evaluate rows ``lo <= i < hi``; leaves and inputs keep the data they hold.
 
     Inlined into the kernels that call it (no per-call reference counting);
-    the hot rows of a network (NEURON, a per-lane squared error) are handled
-    here, every other op in :func:`forward_row`, one call per row, which keeps
+    the hot rows of a network (NEURON, a per-lane squared error, SUM, DIV_C)
+    are handled here, every other op in :func:`forward_row`, one call per row, which keeps
     this body, and so the compile time of each kernel inlining it, small.
+    ``general=None`` promises that no other op occurs (see ``Program``): Numba
+    then prunes the call, and a kernel specialised that way never compiles
+    the generic row code, seconds of cold start for a plain MLP.
     """
     lanes = data.shape[1]
     i = lo
@@ -541,8 +544,22 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
             for lane in range(lanes):
                 d = data[a, lane] - data[b, lane]
                 data[i, lane] = d * d
+        elif o == SUM:  # summing a loss over outputs
+            for lane in range(lanes):
+                data[i, lane] = 0.0
+            for k in range(pstart[i], pstart[i + 1]):
+                p = pidx[k]
+                sp = step_of(op, p)
+                for lane in range(lanes):
+                    data[i, lane] += data[p, lane * sp]
+        elif o == DIV_C:  # and averaging it
+            a = pidx[pstart[i]]
+            sa = step_of(op, a)
+            for lane in range(lanes):
+                data[i, lane] = data[a, lane * sa] / aux[i]
         elif o != LEAF and o != INPUT:
-            forward_row(op, pstart, pidx, aux, data, i)
+            if general is not None:  # (None: the caller knows no such row exists)
+                forward_row(op, pstart, pidx, aux, data, i)
         i += 1
 
 
@@ -550,7 +567,7 @@ def forward(op, pstart, pidx, aux, data, lo, hi):
 def evaluate(op, pstart, pidx, aux, data, lo, hi):
     """``forward`` as a kernel of its own, for the eager graph (``Graph.evaluate``
     and the eager backward), which run it once per call: one compiled copy."""
-    forward(op, pstart, pidx, aux, data, lo, hi)
+    forward(op, pstart, pidx, aux, data, lo, hi, True)
 
 
 # ---------------------------------------------------------------------------
@@ -689,7 +706,7 @@ def affine_backward(op, pstart, pidx, aux, data, grad, i, g):
 
 
 @inline_kernel
-def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
+def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g, general):
     """Descending sweep over rows ``hi-1 .. lo``.
 
     With ``stamp >= 0`` only rows with ``mark[i] == stamp`` take part (the eager
@@ -730,7 +747,8 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
                     for lane in range(lanes):
                         grad[x, lane] += g[lane] * wv
         elif o == AFFINE or o == NEURON:
-            affine_backward(op, pstart, pidx, aux, data, grad, i, g)
+            if general is not None:
+                affine_backward(op, pstart, pidx, aux, data, grad, i, g)
         elif o == SQDIFF and op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF:
             a = pidx[s]  # the squared error of a per-lane output and target
             b = pidx[s + 1]
@@ -740,8 +758,19 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g):
                     grad[a, lane] += d
                 if op[b] != INPUT:
                     grad[b, lane] -= d
+        elif o == SUM:
+            for k in range(s, pstart[i + 1]):
+                p = pidx[k]
+                for lane in range(lanes - 1, -1, -1):
+                    add_grad(op, grad, p, lane, grad[i, lane])
+        elif o == DIV_C:
+            a = pidx[s]
+            d = 1.0 / aux[i]
+            for lane in range(lanes - 1, -1, -1):
+                add_grad(op, grad, a, lane, grad[i, lane] * d)
         else:
-            backward_row(op, pstart, pidx, aux, data, grad, i)
+            if general is not None:
+                backward_row(op, pstart, pidx, aux, data, grad, i)
         if clear:
             for lane in range(lanes):
                 grad[i, lane] = 0.0
@@ -798,7 +827,7 @@ def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, ro
         held[k] = grad[leaves[k], 0]
         grad[leaves[k], 0] = 0.0
     grad[root, 0] = 1.0
-    backward(op, pstart, pidx, aux, data, grad, lo, root + 1, mark, stamp, False, np.empty(1))
+    backward(op, pstart, pidx, aux, data, grad, lo, root + 1, mark, stamp, False, np.empty(1), True)
     for k in range(n_leaves):
         grad[leaves[k], 0] = held[k] + grad[leaves[k], 0]
 
@@ -945,7 +974,7 @@ def all_finite(x):
 
 
 @kernel
-def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses):
+def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, general):
     """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, status).
 
     ``tape``   (op, pstart, pidx, aux, data, grad): the traced step program
@@ -956,6 +985,8 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     ``opt``    (kind, state float64[P, s], hyper float64[h]): see ``tinyml.optim``
     ``run``    int64[6]: loss row, first non-leaf row, batch size, mean (1) or sum (0)
                over samples, shuffle seed (-1: keep order), dropout noise seed
+    ``general`` None when the program has only the rows ``forward``/``backward``
+               handle inline (a plain MLP with a squared error), else True
     ``penalty`` float64[2]: l1 and l2 weights, adding l1*sum|p| + l2*sum(p^2) to each
                step's loss (once per step, not per sample)
     ``steps``  int64[1]: optimizer steps taken so far, advanced in place (so it is
@@ -997,14 +1028,14 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 load_lanes(data, in_rows, samples, order, c0, width)
                 if noise_rows.shape[0]:
                     fill_noise(data, noise_rows, noise_seed, steps[0], c0)
-                forward(op, pstart, pidx, aux, data, first, end)
+                forward(op, pstart, pidx, aux, data, first, end, general)
                 for lane in range(width):
                     batch_loss += data[loss_row, lane]
                 for lane in range(width):
                     grad[loss_row, lane] = scale
                 # backward leaves every swept row's grad at 0 again, ready for the next
                 # block; parameters (shared LEAF rows) sum their lanes into lane 0
-                backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1, True, scratch)
+                backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1, True, scratch, general)
             finite = True
             for p in range(rows.shape[0]):
                 g = grad[rows[p], 0]
@@ -1044,7 +1075,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
 
 
 @kernel
-def predict_batch(tape, in_rows, out_rows, first, samples, out):
+def predict_batch(tape, in_rows, out_rows, first, samples, out, general):
     """Forward every sample of ``samples`` (lanes at a time); outputs into ``out``."""
     op, pstart, pidx, aux, data, grad = tape
     n = samples.shape[0]
@@ -1056,7 +1087,7 @@ def predict_batch(tape, in_rows, out_rows, first, samples, out):
     for c0 in range(0, n, lanes):
         width = min(lanes, n - c0)
         load_lanes(data, in_rows, samples, order, c0, width)
-        forward(op, pstart, pidx, aux, data, first, end)
+        forward(op, pstart, pidx, aux, data, first, end, general)
         for k in range(out_rows.shape[0]):
             for lane in range(width):
                 out[c0 + lane, k] = data[out_rows[k], lane]

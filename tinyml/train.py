@@ -147,6 +147,7 @@ class Program:
         op[self.noise_rows] = kernels.INPUT
         nonleaf = np.nonzero((op != kernels.LEAF) & (op != kernels.INPUT))[0]
         self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
+        self._general = True if _needs_general_rows(op, pstart, pidx) else None
         self._tapes: dict[int, _Tape] = {}
 
     def __len__(self) -> int:
@@ -206,7 +207,7 @@ class Program:
         out = np.empty((x.shape[0], self.n_outputs))
         if x.shape[0]:
             tape = self._tape(min(MAX_LANES, x.shape[0]))
-            kernels.predict_batch(tape, self.in_rows, self.out_rows, self.first, x, out)
+            kernels.predict_batch(tape, self.in_rows, self.out_rows, self.first, x, out, self._general)
         return out
 
     # -- training ---------------------------------------------------------------------
@@ -281,7 +282,7 @@ class Program:
                 steps = np.array([opt.t], np.int64)
                 try:
                     done, status = kernels.train_epochs(
-                        tape, feed, params, optargs, run, penalty, epoch, end, steps, losses
+                        tape, feed, params, optargs, run, penalty, epoch, end, steps, losses, self._general
                     )
                 finally:
                     # also on Ctrl-C, which Python raises as soon as the kernel returns:
@@ -396,6 +397,29 @@ def _extract(graph: Graph, keep: np.ndarray):
     op = graph.op[rows].copy()
     data = np.where(op == kernels.LEAF, graph.data[rows, 0], 0.0)[:, None]
     return op, pstart, pidx, graph.aux[rows].copy(), data, new_index
+
+
+def _needs_general_rows(op: np.ndarray, pstart: np.ndarray, pidx: np.ndarray) -> bool:
+    """Whether a program has rows the kernels' inline sweeps do not handle themselves.
+
+    Those handle NEURON rows with a shared bias and weights over per-lane
+    inputs (a layer's neuron), SQDIFF over two per-lane rows, SUM and DIV_C; a
+    program of only such rows (a plain MLP with a squared error) runs in a
+    kernel specialised without the generic row code, much quicker to compile.
+    """
+    shared = op == kernels.LEAF
+    for i in np.nonzero(~shared & (op != kernels.INPUT))[0]:
+        parents = pidx[pstart[i] : pstart[i + 1]]
+        if op[i] == kernels.NEURON:
+            n = (len(parents) - 1) // 2
+            if not (shared[parents[: n + 1]].all() and not shared[parents[n + 1 :]].any()):
+                return True
+        elif op[i] == kernels.SQDIFF:
+            if shared[parents].any():
+                return True
+        elif op[i] not in (kernels.SUM, kernels.DIV_C):
+            return True
+    return False
 
 
 def _history(epochs_rec, losses_rec, epochs_run: int, seconds: float) -> History:
