@@ -434,7 +434,8 @@ def clamped_log(x):
 # ---------------------------------------------------------------------------
 @kernel
 def forward_row(op, pstart, pidx, aux, data, i):
-    """Evaluate row i of any op but NEURON (out of line: see ``forward``)."""
+    """Evaluate row i of an op that ``forward`` does not handle inline (NEURON,
+    SUM, DIV_C and a per-lane SQDIFF it does), out of line."""
     lanes = data.shape[1]
     o = op[i]
     s = pstart[i]
@@ -470,14 +471,6 @@ def forward_row(op, pstart, pidx, aux, data, i):
         c = aux[i]
         for lane in range(lanes):
             data[i, lane] = unary_forward(o, data[a, lane * sa], c)
-    elif o == SUM:
-        for lane in range(lanes):
-            data[i, lane] = 0.0
-        for k in range(s, pstart[i + 1]):
-            p = pidx[k]
-            sp = step_of(op, p)
-            for lane in range(lanes):
-                data[i, lane] += data[p, lane * sp]
     elif o == LOGSUMEXP:
         e = pstart[i + 1]
         for lane in range(lanes):
@@ -575,8 +568,9 @@ def evaluate(op, pstart, pidx, aux, data, lo, hi):
 # ---------------------------------------------------------------------------
 @kernel
 def backward_row(op, pstart, pidx, aux, data, grad, i):
-    """Pass row i's gradient to its parents, for any op but AFFINE and NEURON
-    (out of line: see ``backward``). Lanes run last first."""
+    """Pass row i's gradient to its parents, for an op that ``backward`` does not
+    handle itself (AFFINE, NEURON, SUM, DIV_C and a per-lane SQDIFF it does),
+    out of line. Lanes run last first."""
     lanes = data.shape[1]
     o = op[i]
     s = pstart[i]
@@ -636,11 +630,6 @@ def backward_row(op, pstart, pidx, aux, data, grad, i):
         for lane in range(lanes - 1, -1, -1):
             d = unary_derivative(o, data[a, lane * sa], data[i, lane], c)
             add_grad(op, grad, a, lane, grad[i, lane] * d)
-    elif o == SUM:
-        for k in range(s, pstart[i + 1]):
-            p = pidx[k]
-            for lane in range(lanes - 1, -1, -1):
-                add_grad(op, grad, p, lane, grad[i, lane])
     elif o == LOGSUMEXP:
         # d lse / d p_k = softmax_k = exp(p_k - lse), as PyTorch computes it. Where the
         # logits are so large (or non-finite) that lse = m + log(sum) has rounded to
