@@ -434,10 +434,20 @@ def test_bad_parameters():
             optim.SGD([a * 2.0], lr=0.1)
         with pytest.raises(ValueError, match="more than once"):
             optim.Adam([a, a])
+        b, c = tm.Value(2.0), tm.Value(3.0)
+        with pytest.raises(ValueError, match=r"params\[3\] appears more than once"):
+            optim.Adam([c, a, b, a, c])
+        with pytest.raises(ValueError, match=r"params\[1\] is not a leaf"):
+            optim.SGD([b, b + c], lr=0.1)
     with tm.Graph():
         other = tm.Value(1.0)
-    with pytest.raises(ValueError, match="another graph"):
+    with tm.Graph() as g:
+        gone = tm.Value(1.0)
+        g.clear()
+    with pytest.raises(ValueError, match=r"params\[1\] belongs to another graph"):
         optim.SGD([a, other], lr=0.1)
+    with pytest.raises(RuntimeError, match=r"params\[0\] refers to a freed row"):
+        optim.SGD([gone], lr=0.1)
 
 
 @pytest.mark.parametrize(

@@ -99,25 +99,29 @@ def _check_params(params: object) -> list[Value]:
     params = list(params)
     if not params:
         raise ValueError("optimizer got an empty parameter list")
-    graph = None
-    rows = set()
     for i, p in enumerate(params):
         if type(p) is not Value:
             raise TypeError(f"params[{i}] is {type(p).__name__}, expected a Value")
-        if p._row < 0:
-            raise RuntimeError(f"params[{i}] refers to a freed row (its graph was cleared)")
-        if graph is None:
-            graph = p._graph
-        elif p._graph is not graph:
-            raise ValueError(f"params[{i}] belongs to another graph than params[0]; all must share one")
-        if graph.op[p._row] != Op.LEAF:
-            raise ValueError(
-                f"params[{i}] is not a leaf Value (it is computed from others); "
-                "only leaves such as model.parameters() can be optimised"
-            )
-        if p._row in rows:
-            raise ValueError(f"params[{i}] appears more than once in the parameter list")
-        rows.add(p._row)
+    # the remaining checks in NumPy: a fit builds an optimiser over thousands of parameters
+    rows = np.array([p._row for p in params], np.int64)
+    graph = params[0]._graph
+    bad = np.flatnonzero(rows < 0)
+    if len(bad):
+        raise RuntimeError(f"params[{bad[0]}] refers to a freed row (its graph was cleared)")
+    others = [i for i, p in enumerate(params) if p._graph is not graph]
+    if others:
+        raise ValueError(f"params[{others[0]}] belongs to another graph than params[0]; all must share one")
+    bad = np.flatnonzero(graph.op[rows] != Op.LEAF)
+    if len(bad):
+        raise ValueError(
+            f"params[{bad[0]}] is not a leaf Value (it is computed from others); "
+            "only leaves such as model.parameters() can be optimised"
+        )
+    order = np.argsort(rows, kind="stable")
+    repeats = np.flatnonzero(rows[order][1:] == rows[order][:-1])
+    if len(repeats):
+        i = int(order[1:][repeats].min())  # the first later occurrence of any repeated row
+        raise ValueError(f"params[{i}] appears more than once in the parameter list")
     return params
 
 
