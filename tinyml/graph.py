@@ -39,8 +39,7 @@ class Graph:
         cap = max(int(capacity), 16)
         self.op = np.zeros(cap, np.uint8)
         self.aux = np.zeros(cap)
-        self.data = np.zeros((cap, 1))
-        self.grad = np.zeros((cap, 1))
+        self._set_values(np.zeros((cap, 1)), np.zeros((cap, 1)))
         self.mark = np.zeros(cap, np.int64)
         self.pstart = np.zeros(cap + 1, np.int64)
         self.pidx = np.zeros(2 * cap, np.int64)
@@ -99,10 +98,15 @@ class Graph:
     def _resize_rows(self, cap: int) -> None:
         self.op = _resized(self.op, cap)
         self.aux = _resized(self.aux, cap)
-        self.data = _resized(self.data, cap)
-        self.grad = _resized(self.grad, cap)
+        self._set_values(_resized(self.data, cap), _resized(self.grad, cap))
         self.mark = _resized(self.mark, cap)
         self.pstart = _resized(self.pstart, cap + 1)
+
+    def _set_values(self, data: np.ndarray, grad: np.ndarray) -> None:
+        """Install the (rows, 1) value and gradient arrays, and the 1-D views of
+        them the kernels read LEAF rows through (``kernels.value_at``)."""
+        self.data, self.grad = data, grad
+        self.shared, self.shared_grad = data[:, 0], grad[:, 0]
 
     def collect(self) -> int:
         """Drop every row that no live ``Value`` depends on; returns rows freed.
@@ -262,7 +266,9 @@ class Graph:
     def evaluate(self) -> None:
         """Compute every row appended since the last evaluation."""
         if self.n_eval < self.n:
-            kernels.evaluate(self.op, self.pstart, self.pidx, self.aux, self.data, self.n_eval, self.n)
+            kernels.evaluate(
+                self.op, self.pstart, self.pidx, self.aux, self.data, self.shared, self.n_eval, self.n
+            )
             self.n_eval = self.n
 
     def backward(self, root: int) -> None:
@@ -275,6 +281,8 @@ class Graph:
             self.aux,
             self.data,
             self.grad,
+            self.shared,
+            self.shared_grad,
             self.mark,
             self.stamp,
             self.n_eval,

@@ -8,6 +8,9 @@ Every kernel takes the tape as separate arrays (see ``tinyml/graph.py``):
 - ``aux``    float64[rows]      a per-row constant (pow exponent, leaky slope, ...)
 - ``data``   float64[rows, L]   values, one column per lane (sample)
 - ``grad``   float64[rows, L]   gradients, same shape
+- ``shared``, ``shared_grad``  float64[rows]: the value and gradient of each
+  LEAF row, which is the same in every lane (see "Shared rows" below); in
+  the one-lane eager graph these are views of ``data[:, 0]`` and ``grad[:, 0]``
 
 The eager graph is the one-lane case (L = 1); compiled training replays a
 program with one lane per sample of a batch. Rows are in topological order,
@@ -273,40 +276,52 @@ def unary_derivative(o, x, z, c):
     return math.nan
 
 
+# ---------------------------------------------------------------------------
+# Shared rows. A LEAF (parameter or constant) is the same in every sample, so
+# it has one value, shared[p], and one gradient, shared_grad[p], which sums the
+# contributions of every lane: parameters are never copied across lanes, and
+# they sit next to each other in memory rather than one per (rows, lanes) row.
+# An INPUT row (a placeholder fed per sample) and every computed row have one
+# value per lane, data[p, lane]. In the one-lane eager graph, shared and
+# shared_grad are views of data[:, 0] and grad[:, 0].
+#
+# Loops over lanes test a parent's kind once, before the loop (``leaf_a =
+# op[a] == LEAF``), and read ``shared[a] if leaf_a else data[a, lane]`` in
+# it; they call no helper that takes an array. Numba brackets an inlined
+# helper's array arguments with reference-count calls, which its pruning pass
+# does not always remove inside a branchy loop: a loop over lanes with one
+# such helper in it ran 100 times slower than with the expression written out.
+# ---------------------------------------------------------------------------
 @inline_kernel
-def step_of(op, p):
-    """Lane stride of row p: 1 if it holds one value per lane, 0 if one for all.
-
-    A LEAF (parameter or constant) is the same in every sample, so it is read
-    from, and its gradient summed into, lane 0 only: parameters are never
-    copied across lanes nor their gradients summed afterwards. An INPUT row
-    (a placeholder fed per sample) and every computed row have one value per lane.
-    """
-    return 0 if op[p] == LEAF else 1
-
-
-@inline_kernel
-def affine_row(op, pstart, pidx, data, i):
+def affine_row(op, pstart, pidx, data, shared, i):
     """data[i] = b + sum(w_j * x_j) over row i's parents [b, w_1..w_n, x_1..x_n]."""
     lanes = data.shape[1]
     s = pstart[i]
     n = (pstart[i + 1] - s - 1) // 2
     b = pidx[s]
-    sb = step_of(op, b)
+    leaf_b = op[b] == LEAF
     for lane in range(lanes):
-        data[i, lane] = data[b, lane * sb]
+        data[i, lane] = shared[b] if leaf_b else data[b, lane]
     for j in range(n):
         w = pidx[s + 1 + j]
         x = pidx[s + 1 + n + j]
-        sw = step_of(op, w)
-        sx = step_of(op, x)
-        if sw == 0 and sx == 1:  # the usual case: a shared weight times a per-lane input
-            wv = data[w, 0]
+        leaf_w = op[w] == LEAF
+        leaf_x = op[x] == LEAF
+        if leaf_w and not leaf_x:  # the usual case: a shared weight times a per-lane input
+            wv = shared[w]
             for lane in range(lanes):
                 data[i, lane] += wv * data[x, lane]
+        elif leaf_w:  # and leaf_x: a constant term
+            c = shared[w] * shared[x]
+            for lane in range(lanes):
+                data[i, lane] += c
+        elif leaf_x:
+            xv = shared[x]
+            for lane in range(lanes):
+                data[i, lane] += data[w, lane] * xv
         else:
             for lane in range(lanes):
-                data[i, lane] += data[w, lane * sw] * data[x, lane * sx]
+                data[i, lane] += data[w, lane] * data[x, lane]
 
 
 @inline_kernel
@@ -356,8 +371,8 @@ def neuron_grad(act, g, z):
 
 
 @inline_kernel
-def lane_dot(g, data, x, sx, lanes):
-    """sum over lanes of g[lane] * data[x, lane * sx], last lane first.
+def lane_dot(g, leaf_x, data, shared, x, lanes):
+    """sum over lanes of g[lane] * (row x's value in that lane), last lane first.
 
     Four partial sums keep the adds from waiting on each other; with four
     lanes or fewer the order is exactly last lane first, the order in which
@@ -369,13 +384,13 @@ def lane_dot(g, data, x, sx, lanes):
     a3 = 0.0
     lane = lanes - 1
     while lane >= 3:
-        a3 += g[lane] * data[x, lane * sx]
-        a2 += g[lane - 1] * data[x, (lane - 1) * sx]
-        a1 += g[lane - 2] * data[x, (lane - 2) * sx]
-        a0 += g[lane - 3] * data[x, (lane - 3) * sx]
+        a3 += g[lane] * (shared[x] if leaf_x else data[x, lane])
+        a2 += g[lane - 1] * (shared[x] if leaf_x else data[x, lane - 1])
+        a1 += g[lane - 2] * (shared[x] if leaf_x else data[x, lane - 2])
+        a0 += g[lane - 3] * (shared[x] if leaf_x else data[x, lane - 3])
         lane -= 4
     while lane >= 0:
-        a0 += g[lane] * data[x, lane * sx]
+        a0 += g[lane] * (shared[x] if leaf_x else data[x, lane])
         lane -= 1
     return ((a3 + a2) + a1) + a0
 
@@ -384,8 +399,8 @@ WIDE = 8  # from this many lanes on, shared weights' gradients use wide_weight_g
 
 
 @njit(fastmath={"reassoc"}, **JIT_OPTIONS)
-def wide_weight_grads(op, pstart, pidx, data, grad, g, i):
-    """For AFFINE/NEURON row i: grad[w, 0] += sum over lanes of g[lane] * data[x, lane]
+def wide_weight_grads(op, pstart, pidx, data, shared_grad, g, i):
+    """For AFFINE/NEURON row i: shared_grad[w] += sum over lanes of g[lane] * data[x, lane]
     for every shared weight w on a per-lane input x.
 
     The one kernel compiled with a fast-math flag: ``reassoc`` only, which lets
@@ -404,21 +419,7 @@ def wide_weight_grads(op, pstart, pidx, data, grad, g, i):
             acc = 0.0
             for lane in range(lanes):
                 acc += g[lane] * data[x, lane]
-            grad[w, 0] += acc
-
-
-@inline_kernel
-def add_grad(op, grad, p, lane, v):
-    """Add ``v``, lane ``lane``'s contribution, into row p's gradient.
-
-    Shared rows (LEAF) collect every lane in lane 0; INPUT rows collect nothing
-    (no one reads an input's gradient in a program).
-    """
-    o = op[p]
-    if o == LEAF:
-        grad[p, 0] += v
-    elif o != INPUT:
-        grad[p, lane] += v
+            shared_grad[w] += acc
 
 
 @kernel
@@ -433,22 +434,22 @@ def clamped_log(x):
 # Forward: rows lo..hi-1, ascending, every lane
 # ---------------------------------------------------------------------------
 @kernel
-def forward_row(op, pstart, pidx, aux, data, i):
+def forward_row(op, pstart, pidx, aux, data, shared, i):
     """Evaluate row i of an op that ``forward`` does not handle inline (NEURON,
     SUM, DIV_C and a per-lane SQDIFF it does), out of line."""
     lanes = data.shape[1]
     o = op[i]
     s = pstart[i]
     if o == AFFINE:
-        affine_row(op, pstart, pidx, data, i)
+        affine_row(op, pstart, pidx, data, shared, i)
     elif o <= POW or o == BCE or o == DROPOUT or o == SQDIFF:
         a = pidx[s]
         b = pidx[s + 1]
-        sa = step_of(op, a)
-        sb = step_of(op, b)
+        leaf_a = op[a] == LEAF
+        leaf_b = op[b] == LEAF
         for lane in range(lanes):
-            x = data[a, lane * sa]
-            y = data[b, lane * sb]
+            x = shared[a] if leaf_a else data[a, lane]
+            y = shared[b] if leaf_b else data[b, lane]
             if o == ADD:
                 data[i, lane] = x + y
             elif o == SUB:
@@ -467,10 +468,10 @@ def forward_row(op, pstart, pidx, aux, data, i):
                 data[i, lane] = x / (1.0 - aux[i]) if y >= aux[i] else 0.0
     elif is_unary(o):
         a = pidx[s]
-        sa = step_of(op, a)
+        leaf_a = op[a] == LEAF
         c = aux[i]
         for lane in range(lanes):
-            data[i, lane] = unary_forward(o, data[a, lane * sa], c)
+            data[i, lane] = unary_forward(o, shared[a] if leaf_a else data[a, lane], c)
     elif o == LOGSUMEXP:
         e = pstart[i + 1]
         for lane in range(lanes):
@@ -479,7 +480,7 @@ def forward_row(op, pstart, pidx, aux, data, i):
             has_nan = False
             for k in range(s, e):
                 p = pidx[k]
-                v = data[p, lane * step_of(op, p)]
+                v = shared[p] if op[p] == LEAF else data[p, lane]
                 if v != v:
                     has_nan = True
                 elif v > m:
@@ -492,7 +493,7 @@ def forward_row(op, pstart, pidx, aux, data, i):
                 acc = 0.0
                 for k in range(s, e):
                     p = pidx[k]
-                    acc += math.exp(data[p, lane * step_of(op, p)] - m)
+                    acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
                 data[i, lane] = m + math.log(acc)
     else:
         for lane in range(lanes):
@@ -500,7 +501,7 @@ def forward_row(op, pstart, pidx, aux, data, i):
 
 
 @inline_kernel
-def forward(op, pstart, pidx, aux, data, lo, hi, general):
+def forward(op, pstart, pidx, aux, data, shared, lo, hi, general):
     """Evaluate rows ``lo <= i < hi``; leaves and inputs keep the data they hold.
 
     Inlined into the kernels that call it (no per-call reference counting);
@@ -527,7 +528,7 @@ def forward(op, pstart, pidx, aux, data, lo, hi, general):
                     last_parent = max(last_parent, pidx[k])
                 if last_parent >= start and i > start:
                     break  # reads a row of this run: it starts the next run
-                affine_row(op, pstart, pidx, data, i)
+                affine_row(op, pstart, pidx, data, shared, i)
                 i += 1
             activate(act, data, start, i)
             continue
@@ -542,32 +543,32 @@ def forward(op, pstart, pidx, aux, data, lo, hi, general):
                 data[i, lane] = 0.0
             for k in range(pstart[i], pstart[i + 1]):
                 p = pidx[k]
-                sp = step_of(op, p)
+                leaf_p = op[p] == LEAF
                 for lane in range(lanes):
-                    data[i, lane] += data[p, lane * sp]
+                    data[i, lane] += shared[p] if leaf_p else data[p, lane]
         elif o == DIV_C:  # and averaging it
             a = pidx[pstart[i]]
-            sa = step_of(op, a)
+            leaf_a = op[a] == LEAF
             for lane in range(lanes):
-                data[i, lane] = data[a, lane * sa] / aux[i]
+                data[i, lane] = (shared[a] if leaf_a else data[a, lane]) / aux[i]
         elif o != LEAF and o != INPUT:
             if general is not None:  # (None: the caller knows no such row exists)
-                forward_row(op, pstart, pidx, aux, data, i)
+                forward_row(op, pstart, pidx, aux, data, shared, i)
         i += 1
 
 
 @kernel
-def evaluate(op, pstart, pidx, aux, data, lo, hi):
+def evaluate(op, pstart, pidx, aux, data, shared, lo, hi):
     """``forward`` as a kernel of its own, for the eager graph (``Graph.evaluate``
     and the eager backward), which run it once per call: one compiled copy."""
-    forward(op, pstart, pidx, aux, data, lo, hi, True)
+    forward(op, pstart, pidx, aux, data, shared, lo, hi, True)
 
 
 # ---------------------------------------------------------------------------
 # Backward: each row's gradient, times each local derivative, into its parents
 # ---------------------------------------------------------------------------
 @kernel
-def backward_row(op, pstart, pidx, aux, data, grad, i):
+def backward_row(op, pstart, pidx, aux, data, grad, shared, shared_grad, i):
     """Pass row i's gradient to its parents, for an op that ``backward`` does not
     handle itself (AFFINE, NEURON, SUM, DIV_C and a per-lane SQDIFF it does),
     out of line. Lanes run last first."""
@@ -577,59 +578,74 @@ def backward_row(op, pstart, pidx, aux, data, grad, i):
     if o <= POW or o == BCE or o == DROPOUT or o == SQDIFF:
         a = pidx[s]
         b = pidx[s + 1]
-        sa = step_of(op, a)
-        sb = step_of(op, b)
+        oa = op[a]
+        ob = op[b]
         c = aux[i]
         for lane in range(lanes - 1, -1, -1):
             gi = grad[i, lane]
-            x = data[a, lane * sa]
-            y = data[b, lane * sb]
+            x = shared[a] if oa == LEAF else data[a, lane]
+            y = shared[b] if ob == LEAF else data[b, lane]
+            da = 0.0  # gi times d(row)/dx, and below d(row)/dy
+            db = 0.0
             if o == ADD:
-                add_grad(op, grad, a, lane, gi)
-                add_grad(op, grad, b, lane, gi)
+                da = gi
+                db = gi
             elif o == SUB:
-                add_grad(op, grad, a, lane, gi)
-                add_grad(op, grad, b, lane, -gi)
+                da = gi
+                db = -gi
             elif o == MUL:
-                add_grad(op, grad, a, lane, gi * y)
-                add_grad(op, grad, b, lane, gi * x)
+                da = gi * y
+                db = gi * x
             elif o == DIV:
-                add_grad(op, grad, a, lane, gi / y)
-                add_grad(op, grad, b, lane, -gi * x / (y * y))
+                da = gi / y
+                db = -gi * x / (y * y)
             elif o == POW:
                 # d/dx x^y = y x^(y-1) (0 where y == 0: x^0 is constant, even at
                 # x = 0); d/dy x^y = x^y log x, 0 where x == 0 and y >= 0
                 # (PyTorch's conventions, so x = 0 gives no NaN)
                 if y != 0.0:
-                    add_grad(op, grad, a, lane, gi * y * x ** (y - 1.0))
+                    da = gi * y * x ** (y - 1.0)
                 if not (x == 0.0 and y >= 0.0):
-                    add_grad(op, grad, b, lane, gi * data[i, lane] * math.log(x))
+                    db = gi * data[i, lane] * math.log(x)
             elif o == SQDIFF:
-                d = 2.0 * gi * (x - y)
-                add_grad(op, grad, a, lane, d)
-                add_grad(op, grad, b, lane, -d)
+                da = 2.0 * gi * (x - y)
+                db = -da
             elif o == BCE:  # x = p, y = target
-                add_grad(op, grad, a, lane, gi * (x - y) / max(x * (1.0 - x), BCE_EPS))
-                add_grad(op, grad, b, lane, gi * (clamped_log(1.0 - x) - clamped_log(x)))
+                da = gi * (x - y) / max(x * (1.0 - x), BCE_EPS)
+                db = gi * (clamped_log(1.0 - x) - clamped_log(x))
             elif y >= c:  # DROPOUT: the draw y gets no gradient
-                add_grad(op, grad, a, lane, gi / (1.0 - c))
+                da = gi / (1.0 - c)
+            # into the parents: a shared row sums its lanes, an input takes nothing
+            if oa == LEAF:
+                shared_grad[a] += da
+            elif oa != INPUT:
+                grad[a, lane] += da
+            if ob == LEAF:
+                shared_grad[b] += db
+            elif ob != INPUT:
+                grad[b, lane] += db
     elif o == TANH:
         a = pidx[s]
-        if op[a] != LEAF:
+        oa = op[a]
+        if oa == LEAF:
+            for lane in range(lanes - 1, -1, -1):
+                z = data[i, lane]
+                shared_grad[a] += grad[i, lane] * (1.0 - z * z)
+        elif oa != INPUT:  # a computed row: one vectorisable loop
             for lane in range(lanes):
                 z = data[i, lane]
                 grad[a, lane] += grad[i, lane] * (1.0 - z * z)
-        else:
-            for lane in range(lanes - 1, -1, -1):
-                z = data[i, lane]
-                add_grad(op, grad, a, lane, grad[i, lane] * (1.0 - z * z))
     elif is_unary(o):
         a = pidx[s]
-        sa = step_of(op, a)
+        oa = op[a]
         c = aux[i]
         for lane in range(lanes - 1, -1, -1):
-            d = unary_derivative(o, data[a, lane * sa], data[i, lane], c)
-            add_grad(op, grad, a, lane, grad[i, lane] * d)
+            x = shared[a] if oa == LEAF else data[a, lane]
+            d = grad[i, lane] * unary_derivative(o, x, data[i, lane], c)
+            if oa == LEAF:
+                shared_grad[a] += d
+            elif oa != INPUT:
+                grad[a, lane] += d
     elif o == LOGSUMEXP:
         # d lse / d p_k = softmax_k = exp(p_k - lse), as PyTorch computes it. Where the
         # logits are so large (or non-finite) that lse = m + log(sum) has rounded to
@@ -637,28 +653,29 @@ def backward_row(op, pstart, pidx, aux, data, grad, i):
         e = pstart[i + 1]
         for lane in range(lanes - 1, -1, -1):
             lse = data[i, lane]
-            if abs(lse) < 1e15:
-                gl = grad[i, lane]
+            gl = grad[i, lane]
+            if not abs(lse) < 1e15:
+                lse = -math.inf  # now the largest input
                 for k in range(s, e):
                     p = pidx[k]
-                    add_grad(op, grad, p, lane, gl * math.exp(data[p, lane * step_of(op, p)] - lse))
-                continue
-            m = -math.inf
+                    lse = max(lse, shared[p] if op[p] == LEAF else data[p, lane])
+                acc = 0.0
+                for k in range(s, e):
+                    p = pidx[k]
+                    acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - lse)
+                gl /= acc
             for k in range(s, e):
                 p = pidx[k]
-                m = max(m, data[p, lane * step_of(op, p)])
-            acc = 0.0
-            for k in range(s, e):
-                p = pidx[k]
-                acc += math.exp(data[p, lane * step_of(op, p)] - m)
-            gl = grad[i, lane] / acc
-            for k in range(s, e):
-                p = pidx[k]
-                add_grad(op, grad, p, lane, gl * math.exp(data[p, lane * step_of(op, p)] - m))
+                op_p = op[p]
+                d = gl * math.exp((shared[p] if op_p == LEAF else data[p, lane]) - lse)
+                if op_p == LEAF:
+                    shared_grad[p] += d
+                elif op_p != INPUT:
+                    grad[p, lane] += d
 
 
 @kernel
-def affine_backward(op, pstart, pidx, aux, data, grad, i, g):
+def affine_backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, i, g):
     """Backward of an AFFINE/NEURON row of any layout (out of line: see ``backward``);
     ``g`` (float64[lanes]) is the caller's scratch space."""
     lanes = data.shape[1]
@@ -673,29 +690,29 @@ def affine_backward(op, pstart, pidx, aux, data, grad, i, g):
         acc = 0.0
         for lane in range(lanes - 1, -1, -1):
             acc += g[lane]
-        grad[b, 0] += acc
+        shared_grad[b] += acc
     elif op[b] != INPUT:
         for lane in range(lanes):
             grad[b, lane] += g[lane]
     for j in range(n):
         w = pidx[s + 1 + j]
         x = pidx[s + 1 + n + j]
-        sw = step_of(op, w)
-        sx = step_of(op, x)
-        if sw == 0:
-            grad[w, 0] += lane_dot(g, data, x, sx, lanes)
-        elif op[w] != INPUT:
+        ow = op[w]
+        ox = op[x]
+        if ow == LEAF:
+            shared_grad[w] += lane_dot(g, ox == LEAF, data, shared, x, lanes)
+        elif ow != INPUT:
             for lane in range(lanes):
-                grad[w, lane] += g[lane] * data[x, lane * sx]
-        if sx == 0:
-            grad[x, 0] += lane_dot(g, data, w, sw, lanes)
-        elif op[x] != INPUT:
+                grad[w, lane] += g[lane] * (shared[x] if ox == LEAF else data[x, lane])
+        if ox == LEAF:
+            shared_grad[x] += lane_dot(g, ow == LEAF, data, shared, w, lanes)
+        elif ox != INPUT:
             for lane in range(lanes):
-                grad[x, lane] += g[lane] * data[w, lane * sw]
+                grad[x, lane] += g[lane] * (shared[w] if ow == LEAF else data[w, lane])
 
 
 @inline_kernel
-def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g, general):
+def backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, lo, hi, mark, stamp, clear, g, general):
     """Descending sweep over rows ``hi-1 .. lo``.
 
     With ``stamp >= 0`` only rows with ``mark[i] == stamp`` take part (the eager
@@ -723,21 +740,21 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g, g
             acc = 0.0
             for lane in range(lanes - 1, -1, -1):
                 acc += g[lane]
-            grad[pidx[s], 0] += acc
+            shared_grad[pidx[s]] += acc
             if lanes >= WIDE:
-                wide_weight_grads(op, pstart, pidx, data, grad, g, i)
+                wide_weight_grads(op, pstart, pidx, data, shared_grad, g, i)
             for j in range(n):
                 w = pidx[s + 1 + j]
                 x = pidx[s + 1 + n + j]
                 if lanes < WIDE:
-                    grad[w, 0] += lane_dot(g, data, x, 1, lanes)
+                    shared_grad[w] += lane_dot(g, False, data, shared, x, lanes)
                 if op[x] != INPUT:
-                    wv = data[w, 0]
+                    wv = shared[w]
                     for lane in range(lanes):
                         grad[x, lane] += g[lane] * wv
         elif o == AFFINE or o == NEURON:
             if general is not None:
-                affine_backward(op, pstart, pidx, aux, data, grad, i, g)
+                affine_backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, i, g)
         elif o == SQDIFF and op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF:
             a = pidx[s]  # the squared error of a per-lane output and target
             b = pidx[s + 1]
@@ -750,16 +767,24 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g, g
         elif o == SUM:
             for k in range(s, pstart[i + 1]):
                 p = pidx[k]
-                for lane in range(lanes - 1, -1, -1):
-                    add_grad(op, grad, p, lane, grad[i, lane])
+                if op[p] == LEAF:
+                    for lane in range(lanes - 1, -1, -1):
+                        shared_grad[p] += grad[i, lane]
+                elif op[p] != INPUT:
+                    for lane in range(lanes):
+                        grad[p, lane] += grad[i, lane]
         elif o == DIV_C:
             a = pidx[s]
             d = 1.0 / aux[i]
-            for lane in range(lanes - 1, -1, -1):
-                add_grad(op, grad, a, lane, grad[i, lane] * d)
+            if op[a] == LEAF:
+                for lane in range(lanes - 1, -1, -1):
+                    shared_grad[a] += grad[i, lane] * d
+            elif op[a] != INPUT:
+                for lane in range(lanes):
+                    grad[a, lane] += grad[i, lane] * d
         else:
             if general is not None:
-                backward_row(op, pstart, pidx, aux, data, grad, i)
+                backward_row(op, pstart, pidx, aux, data, grad, shared, shared_grad, i)
         if clear:
             for lane in range(lanes):
                 grad[i, lane] = 0.0
@@ -769,7 +794,7 @@ def backward(op, pstart, pidx, aux, data, grad, lo, hi, mark, stamp, clear, g, g
 # Eager backward: evaluate what is pending, then backprop from one root
 # ---------------------------------------------------------------------------
 @kernel
-def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, root):
+def eager_backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, mark, stamp, n_eval, n, root):
     """Forward rows ``n_eval..n-1``, then reverse-mode from ``root``.
 
     The ancestors of ``root`` are found with an explicit stack (no recursion)
@@ -778,11 +803,12 @@ def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, ro
     to the gradient it held, as PyTorch does, so a second identical call adds
     exactly the same amount (doubling it) and leaves accumulate until zeroed.
     Only stamped rows are swept, so rows that are not ancestors are neither
-    touched nor able to leak a 0 * inf = NaN into the result.
+    touched nor able to leak a 0 * inf = NaN into the result. ``shared`` and
+    ``shared_grad`` are views of ``data[:, 0]`` and ``grad[:, 0]`` (one lane).
     """
-    evaluate(op, pstart, pidx, aux, data, n_eval, n)
+    evaluate(op, pstart, pidx, aux, data, shared, n_eval, n)
     if op[root] == LEAF:
-        grad[root, 0] += 1.0
+        shared_grad[root] += 1.0
         return
     stack = grow(np.empty(0, np.int64), 0, 64)
     leaves = grow(np.empty(0, np.int64), 0, 64)
@@ -813,12 +839,28 @@ def eager_backward(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, ro
             top += 1
     held = np.empty(n_leaves)
     for k in range(n_leaves):
-        held[k] = grad[leaves[k], 0]
-        grad[leaves[k], 0] = 0.0
+        held[k] = shared_grad[leaves[k]]
+        shared_grad[leaves[k]] = 0.0
     grad[root, 0] = 1.0
-    backward(op, pstart, pidx, aux, data, grad, lo, root + 1, mark, stamp, False, np.empty(1), True)
+    backward(
+        op,
+        pstart,
+        pidx,
+        aux,
+        data,
+        grad,
+        shared,
+        shared_grad,
+        lo,
+        root + 1,
+        mark,
+        stamp,
+        False,
+        np.empty(1),
+        True,
+    )
     for k in range(n_leaves):
-        grad[leaves[k], 0] = held[k] + grad[leaves[k], 0]
+        shared_grad[leaves[k]] = held[k] + shared_grad[leaves[k]]
 
 
 @kernel
@@ -966,7 +1008,8 @@ def all_finite(x):
 def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, general):
     """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, status).
 
-    ``tape``   (op, pstart, pidx, aux, data, grad): the traced step program
+    ``tape``   (op, pstart, pidx, aux, data, grad, shared, shared_grad): the traced
+               step program; parameters are LEAF rows, read from ``shared``
     ``feed``   (in_rows int64[k], samples float64[n, k], order int64[n], noise_rows int64[d]:
                rows refilled with uniform draws before each forward, for dropout)
     ``params`` (rows int64[P], values float64[P], grads float64[P],
@@ -988,11 +1031,12 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     those from before the failing step and ``epochs completed`` is the failing
     epoch's offset.
     """
-    op, pstart, pidx, aux, data, grad = tape
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     in_rows, samples, order, noise_rows = feed
     rows, values, grads, state_backup = params
     kind, state, hyper = opt
     loss_row = run[0]
+    loss_shared = op[loss_row] == LEAF  # (a loss that is a parameter or a constant)
     first = run[1]
     batch = run[2]
     mean = run[3] == 1
@@ -1004,6 +1048,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     unmarked = np.zeros(1, np.int64)  # every program row takes part in backward
     scratch = np.empty(lanes)
     grad[:, :] = 0.0
+    shared_grad[:] = 0.0
     for epoch in range(epoch0, epoch1):
         if seed >= 0:
             shuffle(order, seed, epoch)
@@ -1017,18 +1062,24 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 load_lanes(data, in_rows, samples, order, c0, width)
                 if noise_rows.shape[0]:
                     fill_noise(data, noise_rows, noise_seed, steps[0], c0)
-                forward(op, pstart, pidx, aux, data, first, end, general)
+                forward(op, pstart, pidx, aux, data, shared, first, end, general)
                 for lane in range(width):
-                    batch_loss += data[loss_row, lane]
-                for lane in range(width):
-                    grad[loss_row, lane] = scale
+                    batch_loss += shared[loss_row] if loss_shared else data[loss_row, lane]
+                for lane in range(width):  # seed the backward pass
+                    if loss_shared:
+                        shared_grad[loss_row] += scale
+                    else:
+                        grad[loss_row, lane] = scale
                 # backward leaves every swept row's grad at 0 again, ready for the next
-                # block; parameters (shared LEAF rows) sum their lanes into lane 0
-                backward(op, pstart, pidx, aux, data, grad, first, end, unmarked, -1, True, scratch, general)
+                # block; parameters (shared LEAF rows) sum their lanes into shared_grad
+                backward(
+                    op, pstart, pidx, aux, data, grad, shared, shared_grad,
+                    first, end, unmarked, -1, True, scratch, general,
+                )  # fmt: skip
             finite = True
             for p in range(rows.shape[0]):
-                g = grad[rows[p], 0]
-                grad[rows[p], 0] = 0.0
+                g = shared_grad[rows[p]]
+                shared_grad[rows[p]] = 0.0
                 grads[p] = g
                 finite = finite and math.isfinite(g)
             l1 = penalty[0]
@@ -1052,13 +1103,13 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
             optimizer_update(kind, values, grads, state, hyper, steps[0] + 1)
             if not all_finite(values):
                 for p in range(rows.shape[0]):
-                    values[p] = data[rows[p], 0]
+                    values[p] = shared[rows[p]]
                 if stateful:
                     copy_matrix(state, state_backup)
                 return epoch - epoch0, 2
             steps[0] += 1
             for p in range(rows.shape[0]):
-                data[rows[p], 0] = values[p]  # a LEAF is read from lane 0 only
+                shared[rows[p]] = values[p]
         losses[epoch - epoch0] = total / n if mean else total
     return epoch1 - epoch0, 0
 
@@ -1066,7 +1117,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
 @kernel
 def predict_batch(tape, in_rows, out_rows, first, samples, out, general):
     """Forward every sample of ``samples`` (lanes at a time); outputs into ``out``."""
-    op, pstart, pidx, aux, data, grad = tape
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     n = samples.shape[0]
     lanes = data.shape[1]
     order = np.arange(n)
@@ -1076,10 +1127,12 @@ def predict_batch(tape, in_rows, out_rows, first, samples, out, general):
     for c0 in range(0, n, lanes):
         width = min(lanes, n - c0)
         load_lanes(data, in_rows, samples, order, c0, width)
-        forward(op, pstart, pidx, aux, data, first, end, general)
+        forward(op, pstart, pidx, aux, data, shared, first, end, general)
         for k in range(out_rows.shape[0]):
+            r = out_rows[k]
+            leaf = op[r] == LEAF
             for lane in range(width):
-                out[c0 + lane, k] = data[out_rows[k], lane]
+                out[c0 + lane, k] = shared[r] if leaf else data[r, lane]
 
 
 # ---------------------------------------------------------------------------

@@ -77,8 +77,10 @@ class _Tape(NamedTuple):
     pstart: np.ndarray  # int64[rows + 1]
     pidx: np.ndarray  # int64[entries]
     aux: np.ndarray  # float64[rows]
-    data: np.ndarray  # float64[rows, lanes]
+    data: np.ndarray  # float64[rows, lanes]: computed and INPUT rows, one value per lane
     grad: np.ndarray  # float64[rows, lanes]
+    shared: np.ndarray  # float64[rows]: LEAF rows (parameters, constants), one value for all lanes
+    shared_grad: np.ndarray  # float64[rows]: their gradients, summed over lanes
 
 
 def placeholders(count: int, graph: Graph | None = None) -> list[Value]:
@@ -133,12 +135,12 @@ class Program:
         keep = np.zeros(graph.n, np.bool_)  # extract copies leaves' data only: no evaluation needed
         for v in outputs + inputs + params + noise:
             keep[v._row] = True
-        op, pstart, pidx, aux, data, index = _extract(graph, keep)
+        op, pstart, pidx, aux, leaf_values, index = _extract(graph, keep)
         self.graph = graph
         self.params = params
         self.n_inputs = len(inputs)
         self.n_outputs = len(outputs)
-        self._op, self._pstart, self._pidx, self._aux, self._leaf_data = op, pstart, pidx, aux, data
+        self._op, self._pstart, self._pidx, self._aux, self._leaf_values = op, pstart, pidx, aux, leaf_values
         self.in_rows = index[rows_in]
         self.param_rows = index[rows_p]
         self.out_rows = index[[v._row for v in outputs]]
@@ -165,10 +167,21 @@ class Program:
         """The program with ``lanes`` columns, parameters refreshed from the graph."""
         tape = self._tapes.get(lanes)
         if tape is None:
-            data = np.repeat(self._leaf_data, lanes, axis=1)
-            tape = _Tape(self._op, self._pstart, self._pidx, self._aux, data, np.zeros_like(data))
+            rows = len(self._op)
+            data = np.zeros((rows, lanes))
+            shared = self._leaf_values.copy()
+            tape = _Tape(
+                self._op,
+                self._pstart,
+                self._pidx,
+                self._aux,
+                data,
+                np.zeros_like(data),
+                shared,
+                np.zeros(rows),
+            )
             self._tapes = {lanes: tape}  # keep one lane width only
-        tape.data[self.param_rows, :] = self._current_values()[:, None]
+        tape.shared[self.param_rows] = self._current_values()
         return tape
 
     def _param_rows_in_graph(self) -> list[int]:
@@ -378,9 +391,9 @@ def dropout(x: Value, u: Value, p: float) -> Value:
 def _extract(graph: Graph, keep: np.ndarray):
     """Copy the rows marked in ``keep`` and all their ancestors into a new tape.
 
-    Returns ``(op, pstart, pidx, aux, data, new_index)``: the copy in the same
-    (topological) order with its parents renumbered, leaves' data in one lane,
-    and the map from old to new rows (-1 for rows not copied). The ancestor
+    Returns ``(op, pstart, pidx, aux, leaf_values, new_index)``: the copy in the
+    same (topological) order with its parents renumbered, the leaves' values
+    (float64[rows], 0 for other rows), and the map from old to new rows (-1 for rows not copied). The ancestor
     sweep is a kernel; the copy is plain NumPy (no kernel to compile).
     """
     kernels.mark_ancestors(graph.pstart, graph.pidx, keep, graph.n)
@@ -395,8 +408,8 @@ def _extract(graph: Graph, keep: np.ndarray):
     gather = np.repeat(starts - pstart[:-1], counts) + np.arange(pstart[-1])
     pidx = new_index[graph.pidx[gather]]
     op = graph.op[rows].copy()
-    data = np.where(op == kernels.LEAF, graph.data[rows, 0], 0.0)[:, None]
-    return op, pstart, pidx, graph.aux[rows].copy(), data, new_index
+    leaf_values = np.where(op == kernels.LEAF, graph.data[rows, 0], 0.0)
+    return op, pstart, pidx, graph.aux[rows].copy(), leaf_values, new_index
 
 
 def _needs_general_rows(op: np.ndarray, pstart: np.ndarray, pidx: np.ndarray) -> bool:
