@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tinyml as tm
 
 from . import reference as ref
-from .programs import Resolved, apply, mismatches, programs, run, same
+from .programs import (
+    LIMIT,
+    Resolved,
+    apply,
+    gradient_magnitude,
+    mismatches,
+    programs,
+    run,
+    same,
+    well_conditioned,
+)
 
 REL = 1e-10  # engine vs reference: same formulas, different summation order
 SETTINGS = settings(max_examples=150, deadline=None)
@@ -135,3 +147,124 @@ def test_two_independent_graphs_do_not_interfere(progs):
         assert len(got) == len(expected)
         for (d, g), (ed, eg) in zip(got, expected):
             assert same(d, ed, 0.0, 0.0) and same(g, eg, 0.0, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Compiled programs: the same random graphs, one lane per sample
+# ---------------------------------------------------------------------------
+ROLES = ("input", "param", "const")
+
+
+def conditioned_at(prog: Resolved, leaves: list[float]) -> bool:
+    """Whether every step of ``prog`` is as well-conditioned at ``leaves`` as
+    ``resolve`` demanded at the program's own leaf values."""
+    nodes = [ref.Scalar(v) for v in leaves]
+    for op, i, j, c in prog.steps:
+        a, b = nodes[i], nodes[j]
+        if not well_conditioned(op, a.data, b.data, c):
+            return False
+        node = apply(op, a, b, c)
+        if not abs(node.data) <= LIMIT:
+            return False
+        nodes.append(node)
+    return True
+
+
+@st.composite
+def lane_programs(draw):
+    """A program, a role for each leaf, and 2..12 samples of its leaves.
+
+    Each sample moves the inputs a little off the drawn leaf values (so a lane
+    mix-up shows) and must keep every step well-conditioned.
+    """
+    prog = draw(programs(max_leaves=4, max_ops=12))
+    roles = draw(st.lists(st.sampled_from(ROLES), min_size=len(prog.leaves), max_size=len(prog.leaves)))
+    samples = []
+    for s in range(draw(st.integers(2, 12))):
+        leaves = [
+            v + 1e-4 * (s + 1) * (1.0 + abs(v)) if role == "input" else v
+            for v, role in zip(prog.leaves, roles)
+        ]
+        assume(conditioned_at(prog, leaves))
+        samples.append(leaves)
+    return prog, roles, samples
+
+
+def eager_values(prog: Resolved, roles, samples) -> list[list[float]]:
+    """Every node's value for each sample, from the eager engine."""
+    with tm.Graph():
+        values = []
+        for leaves in samples:
+            values.append([v.data for v in run(Resolved(leaves, prog.steps, prog.kink_distance), tm.Value)])
+        return values
+
+
+def check_lanes(prog: Resolved, roles, samples) -> None:
+    """Compile ``prog`` (leaves in the given roles; outputs: the root, then every
+    node) and run it on ``samples``, one lane per sample: ``run`` must give
+    each sample's eager values bit for bit (the same arithmetic, lane by lane),
+    and one ``fit`` step the reference's gradients summed over the samples."""
+    values = eager_values(prog, roles, samples)
+    inputs = [k for k, r in enumerate(roles) if r == "input"]
+    params = [k for k, r in enumerate(roles) if r == "param"]
+    with tm.Graph():
+        nodes = run(prog, tm.Value)
+        program = tm.compile([nodes[-1]] + nodes, [nodes[k] for k in inputs], [nodes[k] for k in params])
+        x = np.array([[leaves[k] for k in inputs] for leaves in samples]).reshape(len(samples), len(inputs))
+        out = program.run(x)
+        assert out[:, 1:].tolist() == values
+        if not params:
+            return
+        # SGD with lr 0 and momentum: after one step the momentum buffer is the gradient
+        opt = tm.optim.SGD([nodes[k] for k in params], lr=0.0, momentum=0.9)
+        program.fit(x, 1, optimizer=opt, reduction="sum", progress=False)
+        assert [nodes[k].data for k in params] == [prog.leaves[k] for k in params]
+    want = np.zeros(len(params))
+    scale = np.zeros(len(params))
+    for leaves in samples:
+        rnodes = run(Resolved(leaves, prog.steps, prog.kink_distance), ref.Scalar)
+        rnodes[-1].backward()
+        magnitude = gradient_magnitude(rnodes[-1])
+        for m, k in enumerate(params):
+            want[m] += rnodes[k].grad
+            scale[m] += magnitude.get(id(rnodes[k]), 0.0)  # 0: not an ancestor of the root
+    for m, k in enumerate(params):
+        assert same(opt.state[m, 0], want[m], scale[m], REL), (k, opt.state[m, 0], want[m])
+
+
+@settings(max_examples=300, deadline=None)
+@given(lane_programs())
+def test_compiled_programs_match_the_eager_engine_lane_by_lane(case):
+    """Random graphs, run with one lane per sample (``check_lanes``): every op
+    outside the fused layer rows, with parents of every kind."""
+    check_lanes(*case)
+
+
+# Every kind of parent an op can have in a program, as a Resolved program over
+# the leaves [u, v, p, q, c] in the roles below; "computed" parents are u + p and
+# v + q (steps 5 and 6). Inputs are u, v in 0.8..1.5 and p, q, c are positive,
+# so every op below is well-conditioned on every sample.
+KIND_LEAVES = [0.8, 1.1, 0.7, 1.3, 0.9]
+KIND_ROLES = ["input", "input", "param", "param", "const"]
+KIND_STEPS = [("add", 0, 2, 0.0), ("add", 1, 3, 0.0)]
+FIRST = {"input": 0, "param": 2, "const": 4, "computed": 5}
+SECOND = {"input": 1, "param": 3, "const": 4, "computed": 6}
+
+
+def kind_samples(n: int = 5) -> list[list[float]]:
+    return [[0.8 + 0.1 * s, 1.1 + 0.07 * s, 0.7, 1.3, 0.9] for s in range(n)]
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "pow"])
+@pytest.mark.parametrize("a", list(FIRST))
+@pytest.mark.parametrize("b", list(SECOND))
+def test_binary_ops_over_every_kind_of_parent(op, a, b):
+    prog = Resolved(KIND_LEAVES, KIND_STEPS + [(op, FIRST[a], SECOND[b], 0.0)], math.inf)
+    check_lanes(prog, KIND_ROLES, kind_samples())
+
+
+@pytest.mark.parametrize("op", ["tanh", "exp", "sigmoid", "neg", "mul_c", "rpow_c"])
+@pytest.mark.parametrize("a", list(FIRST))
+def test_unary_ops_over_every_kind_of_parent(op, a):
+    prog = Resolved(KIND_LEAVES, KIND_STEPS + [(op, FIRST[a], FIRST[a], 0.6)], math.inf)
+    check_lanes(prog, KIND_ROLES, kind_samples())
