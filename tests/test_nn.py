@@ -516,3 +516,61 @@ def test_neuron_of_a_cleared_graph_raises_clearly(own_graph):
         neuron([1.0, 2.0])
     with pytest.raises(RuntimeError, match="freed"):
         neuron.zero_grad()
+
+
+# ---------------------------------------------------------------------------
+# Copies: copy.deepcopy and pickle give an independent model on its own graph
+# ---------------------------------------------------------------------------
+XOR_X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+XOR_Y = [0.0, 1.0, 1.0, 0.0]
+
+
+def eager_step(model) -> list[float]:
+    """One eager SGD step on XOR; returns the gradients it used."""
+    with model.graph:
+        loss = sum(((model(x)[0] - y) ** 2 for x, y in zip(XOR_X, XOR_Y)), tm.Value(0.0))
+        model.zero_grad()
+        loss.backward()
+        grads = [p.grad for p in model.parameters()]
+        model.update()
+    return grads
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_is_independent_of_the_original(how):
+    import copy
+    import pickle
+
+    with tm.Graph():
+        model = tm.MLP(2, [4, 1], 0.1, tm.Activation.TANH, seed=3)
+    before = [p.data for p in model.parameters()]
+    twin = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    assert twin.graph is not model.graph
+    assert [p.data for p in twin.parameters()] == before
+    assert twin.predict(np.array(XOR_X)).tolist() == model.predict(np.array(XOR_X)).tolist()
+    # the same step on each gives the same gradients, and moves only its own model
+    g_twin = eager_step(twin)
+    assert [p.data for p in model.parameters()] == before
+    assert g_twin == eager_step(model)
+    assert [p.data for p in twin.parameters()] == [p.data for p in model.parameters()]
+    # each graph's compaction renumbers only its own handles
+    for graph in (twin.graph, model.graph):
+        graph.collect()
+    twin.fit(np.array(XOR_X), np.array(XOR_Y), epochs=20, progress=False)
+    after_twin = [p.data for p in twin.parameters()]
+    assert after_twin != [p.data for p in model.parameters()]
+    model.graph.collect()
+    assert [p.data for p in twin.parameters()] == after_twin
+
+
+def test_a_shallow_copy_of_a_value_keeps_its_row_alive():
+    import copy
+
+    with tm.Graph() as g:
+        a = tm.Value(2.0)
+        b = copy.copy(a * 3.0)
+        del a
+        g.collect()
+        assert b.data == 6.0 and (b * 2.0).data == 12.0
+        with pytest.raises(TypeError, match="deepcopy"):
+            copy.copy(g)

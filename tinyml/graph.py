@@ -64,6 +64,26 @@ class Graph:
     def __len__(self) -> int:
         return self.n
 
+    # -- copying and pickling -------------------------------------------------
+    # A copy of a model (copy.deepcopy, pickle) carries its graph along: the
+    # arrays are copied, and the Values copied with them register as the new
+    # graph's handles (see Value.__reduce__). Rows held only by Values that
+    # were not copied go with the copy's next compaction.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for k in ("_handles", "_previous", "shared", "shared_grad"):
+            del state[k]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._handles = []
+        self._previous = []
+        self._set_values(self.data, self.grad)
+
+    def __copy__(self) -> Graph:
+        raise TypeError("a Graph cannot be copied shallowly (both would own one tape); use copy.deepcopy")
+
     def __repr__(self) -> str:
         return f"Graph(rows={self.n}, capacity={self.op.shape[0]}, handles={len(self._handles)})"
 
@@ -104,7 +124,7 @@ class Graph:
 
     def _set_values(self, data: np.ndarray, grad: np.ndarray) -> None:
         """Install the (rows, 1) value and gradient arrays, and the 1-D views of
-        them the kernels read LEAF rows through (``kernels.value_at``)."""
+        them through which the kernels read LEAF rows (``shared``, ``shared_grad``)."""
         self.data, self.grad = data, grad
         self.shared, self.shared_grad = data[:, 0], grad[:, 0]
 

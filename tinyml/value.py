@@ -112,6 +112,11 @@ class Value:
         self._row = g.push_leaf(value)
         g._handles.append(weakref.ref(self))
 
+    def __reduce__(self):
+        # copy.copy, copy.deepcopy and pickle: a new handle, registered with its
+        # graph (the copied graph, for a deep copy), so compaction keeps its row
+        return (wrap, (self._graph, self._row))
+
     # -- data and gradient -------------------------------------------------
     @property
     def data(self) -> float:
