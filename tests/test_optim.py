@@ -488,3 +488,20 @@ def test_freed_parameter():
 def test_top_level_names():
     assert tm.optim.Adam is optim.Adam
     assert tm.optim.SGD is optim.SGD
+
+
+def test_bad_parameters_report_the_earliest_offender_whatever_its_kind():
+    with tm.Graph():
+        a, b = tm.Value(1.0), tm.Value(2.0)
+        computed = a * b
+    with tm.Graph() as g:
+        gone = tm.Value(1.0)
+        g.clear()
+    with pytest.raises(ValueError, match=r"params\[1\] is not a leaf"):
+        optim.SGD([a, computed, gone], lr=0.1)
+    with pytest.raises(RuntimeError, match=r"params\[1\] refers to a freed row"):
+        optim.SGD([a, gone, "x", computed], lr=0.1)
+    with pytest.raises(TypeError, match=r"params\[1\] is str"):
+        optim.SGD([a, "x", gone], lr=0.1)
+    with pytest.raises(ValueError, match=r"params\[2\] appears more than once"):
+        optim.SGD([a, b, a, computed], lr=0.1)

@@ -99,29 +99,42 @@ def _check_params(params: object) -> list[Value]:
     params = list(params)
     if not params:
         raise ValueError("optimizer got an empty parameter list")
-    for i, p in enumerate(params):
-        if type(p) is not Value:
-            raise TypeError(f"params[{i}] is {type(p).__name__}, expected a Value")
-    # the remaining checks in NumPy: a fit builds an optimiser over thousands of parameters
-    rows = np.array([p._row for p in params], np.int64)
-    graph = params[0]._graph
-    bad = np.flatnonzero(rows < 0)
-    if len(bad):
-        raise RuntimeError(f"params[{bad[0]}] refers to a freed row (its graph was cleared)")
-    others = [i for i, p in enumerate(params) if p._graph is not graph]
-    if others:
-        raise ValueError(f"params[{others[0]}] belongs to another graph than params[0]; all must share one")
-    bad = np.flatnonzero(graph.op[rows] != Op.LEAF)
-    if len(bad):
-        raise ValueError(
-            f"params[{bad[0]}] is not a leaf Value (it is computed from others); "
-            "only leaves such as model.parameters() can be optimised"
+    # Every check in one pass each (NumPy where it can be: a fit builds an optimiser
+    # over thousands of parameters); the error raised is the earliest parameter's.
+    k = next((i for i, p in enumerate(params) if type(p) is not Value), len(params))
+    problems: list[tuple[int, Exception]] = []
+    if k < len(params):
+        problems.append((k, TypeError(f"params[{k}] is {type(params[k]).__name__}, expected a Value")))
+    values = params[:k]
+    if values:
+        graph = values[0]._graph
+        rows = np.array([v._row for v in values], np.int64)
+        freed = rows < 0
+        other = np.array([v._graph is not graph for v in values]) & ~freed
+        ok = ~freed & ~other
+        computed = np.zeros(len(values), np.bool_)
+        computed[ok] = graph.op[rows[ok]] != Op.LEAF
+        leaf = np.flatnonzero(ok & ~computed)
+        order = leaf[np.argsort(rows[leaf], kind="stable")]
+        repeated = np.zeros(len(values), np.bool_)  # the later occurrences of a row
+        repeated[order[1:][rows[order][1:] == rows[order][:-1]]] = True
+        checks = (
+            (freed, RuntimeError, "refers to a freed row (its graph was cleared)"),
+            (other, ValueError, "belongs to another graph than params[0]; all must share one"),
+            (
+                computed,
+                ValueError,
+                "is not a leaf Value (it is computed from others); "
+                "only leaves such as model.parameters() can be optimised",
+            ),
+            (repeated, ValueError, "appears more than once in the parameter list"),
         )
-    order = np.argsort(rows, kind="stable")
-    repeats = np.flatnonzero(rows[order][1:] == rows[order][:-1])
-    if len(repeats):
-        i = int(order[1:][repeats].min())  # the first later occurrence of any repeated row
-        raise ValueError(f"params[{i}] appears more than once in the parameter list")
+        for mask, error, what in checks:
+            if mask.any():
+                i = int(np.argmax(mask))
+                problems.append((i, error(f"params[{i}] {what}")))
+    if problems:
+        raise min(problems, key=lambda t: t[0])[1]
     return params
 
 
