@@ -988,3 +988,18 @@ def test_other_losses_use_the_general_kernel():
     model.fit(X, np.where(Y > 0, 1.0, -1.0), 1, loss="hinge")
     program = next(p for key, (p, _) in model._programs.items() if key[0] == "hinge")
     assert program._general is True
+
+
+@pytest.mark.parametrize(("reduction", "steps"), [("mean", [1.0, 1.0]), ("sum", [4.0, 2.0])])
+def test_a_loss_that_is_a_parameter_gets_its_gradient_from_every_sample(reduction, steps):
+    """The loss row itself is a shared (LEAF) row: its seed gradient is summed over lanes."""
+    with tm.Graph():
+        (x,) = tm.placeholders(1)
+        p = tm.Value(1.0)
+        program = tm.compile(p, [x], [p])
+        history = program.fit(np.zeros((6, 1)), 1, lr=0.1, batch_size=4, shuffle=False, reduction=reduction)
+        assert p.data == pytest.approx(1.0 - 0.1 * sum(steps), abs=1e-15)
+        # each sample's loss is p before its batch's step: 4 samples at 1.0, 2 after the first step
+        after_first = 1.0 - 0.1 * steps[0]
+        total = 4 * 1.0 + 2 * after_first
+        assert history.loss[0] == pytest.approx(total / 6 if reduction == "mean" else total, abs=1e-15)
