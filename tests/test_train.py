@@ -1003,3 +1003,17 @@ def test_a_loss_that_is_a_parameter_gets_its_gradient_from_every_sample(reductio
         after_first = 1.0 - 0.1 * steps[0]
         total = 4 * 1.0 + 2 * after_first
         assert history.loss[0] == pytest.approx(total / 6 if reduction == "mean" else total, abs=1e-15)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_tracing_a_large_model_leaves_no_rows_behind(dropout):
+    """fit and predict trace the model into rows they free again at once: room for
+    the trace is reserved first, so no compaction can get in the way of the rewind."""
+    with tm.Graph() as g:
+        model = tm.MLP(64, [32, 10], 0.1, tm.Activation.TANH, seed=0, output_activation="linear")
+        rows = g.n
+        x = np.random.default_rng(0).random((40, 64))
+        model.fit(x, np.arange(40) % 10, epochs=1, loss="cross_entropy", progress=False, dropout=dropout)
+        assert (g.n, g.n_eval) == (rows, rows)
+        model.predict(x)
+        assert (g.n, g.n_eval) == (rows, rows)

@@ -577,6 +577,7 @@ def _trace(model, loss: str | Callable, rate: float = 0.0) -> tuple[Program, str
     else:
         raise TypeError(f"fit: loss must be a name or a callable(outputs, targets) -> Value, got {loss!r}")
     g = model.graph
+    g.reserve(*_trace_room(model, rate))
     mark = g.checkpoint()
     xs = placeholders(model.n_inputs, g)
     ys = placeholders(model.n_outputs, g)
@@ -600,6 +601,24 @@ def _trace(model, loss: str | Callable, rate: float = 0.0) -> tuple[Program, str
     if isinstance(loss, str):
         cache[key] = (program, reduction)
     return program, reduction
+
+
+def _trace_room(model, rate: float) -> tuple[int, int]:
+    """At least the rows and parent entries that tracing ``model`` with a built-in
+    loss appends. Reserved before the checkpoint, so no compaction can happen
+    while tracing: the rewind that follows then frees the traced rows at once
+    (after a compaction it could not, and the next write-back would evaluate
+    them, compiling the eager evaluation kernel for nothing)."""
+    k = model.n_outputs
+    rows = model.n_inputs + k + 4 * k + 8  # placeholders, then the loss
+    entries = 8 * k + 16
+    for layer in model.layers:
+        rows += layer.room[0]
+        entries += layer.room[1]
+        if rate > 0.0:  # a noise placeholder and a dropout row per unit
+            rows += 2 * layer.n_outputs
+            entries += 2 * layer.n_outputs
+    return rows, entries
 
 
 def fit_model(model, X, Y, epochs: int, loss, batch_size, report_every, callback, shuffle, seed, **options):
@@ -634,6 +653,7 @@ def predict_model(model, X) -> np.ndarray:
         raise ValueError(f"predict: X must have {model.n_inputs} columns, got {x.shape[1]}")
     cache = model.__dict__.setdefault("_programs", {})
     if "predict" not in cache:
+        model.graph.reserve(*_trace_room(model, 0.0))
         mark = model.graph.checkpoint()
         xs = placeholders(model.n_inputs, model.graph)
         cache["predict"] = Program(model(xs), xs, model.parameters())
