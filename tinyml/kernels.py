@@ -964,11 +964,10 @@ def load_lanes(data, in_rows, samples, order, start, width):
     (their loss gradient is seeded with 0, and 0 * finite stays 0).
     """
     lanes = data.shape[1]
-    for j in range(in_rows.shape[0]):
-        r = in_rows[j]
-        for lane in range(lanes):
-            s = order[start + lane] if lane < width else order[start]
-            data[r, lane] = samples[s, j]
+    for lane in range(lanes):  # a sample's row at a time: samples is read in order
+        s = order[start + lane] if lane < width else order[start]
+        for j in range(in_rows.shape[0]):
+            data[in_rows[j], lane] = samples[s, j]
 
 
 @kernel
