@@ -106,6 +106,20 @@ class Settings:
         return quick if self.quick else full
 
 
+def time_goal(w: Workload, settings: Settings, ours: str, theirs: str, at_most: float, text: str) -> None:
+    """Note whether entry ``ours`` takes at most ``at_most`` times entry ``theirs``'s time
+    (both measured in this run); nothing if either did not run."""
+    a, b = w.entry(ours), w.entry(theirs)
+    if a is None or b is None or a.status != OK or b.status != OK or not b.value:
+        return
+    ratio = a.value / b.value
+    w.extra["goal"] = {"entry": ours, "versus": theirs, "at_most": at_most, "ratio": ratio}
+    verdict = "met" if ratio <= at_most else "NOT met"
+    if settings.quick:
+        verdict += " (quick mode: too few epochs to judge)"
+    w.notes.append(f"goal: {text} (at most {at_most:g}x): {ratio:.2f}x, {verdict}")
+
+
 def guarded(workload: Workload, name: str, body: Callable[[Entry], None]) -> Entry:
     """Run ``body(entry)`` for one implementation; turn its failure into a table line.
 

@@ -12,10 +12,23 @@ the loss must be below the initial one.
 
 from __future__ import annotations
 
-from .core import OK, Entry, Settings, Unavailable, Workload, close, combine, guarded, measure, median
+from .core import (
+    OK,
+    Entry,
+    Settings,
+    Unavailable,
+    Workload,
+    close,
+    combine,
+    guarded,
+    measure,
+    median,
+    time_goal,
+)
 from .digits_peers import NET, PEERS, NumbaDigits, Peer, initial_params, load_data
 from .mlp import evaluate, reference_train
 
+GOAL = 2.0  # tinyml fit at most this many times the hand-written Numba kernel's time
 KEY = "digits"
 CHECK_SAMPLES = 69
 
@@ -77,6 +90,9 @@ def run(settings: Settings) -> Workload:
     if ref is None or ref.status != OK:
         w.reference = "numba (hand-written)"
         w.notes.append("tinyml fit is not available here: ratios are to the hand-written Numba kernel")
+    time_goal(
+        w, settings, "tinyml fit", "numba (hand-written)", GOAL, "tinyml fit vs the hand-written Numba kernel"
+    )
     accuracies = [f"{e.name} {e.extra['accuracy']:.3f}" for e in w.entries if "accuracy" in e.extra]
     if accuracies:
         w.notes.append("training-set accuracy: " + ", ".join(accuracies))

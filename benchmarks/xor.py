@@ -10,10 +10,11 @@ Finally its loss must have converged.
 
 from __future__ import annotations
 
-from .core import OK, Entry, Settings, Workload, close, combine, guarded, measure, median
+from .core import OK, Entry, Settings, Workload, close, combine, guarded, measure, median, time_goal
 from .mlp import evaluate, reference_train
 from .xor_peers import EPOCHS, NET, PEERS, Peer, X, Y, initial_params
 
+GOAL = 1.5  # tinyml fit at most this many times the hand-written Numba kernel's time
 KEY = "xor"
 QUICK_EPOCHS = 2_000
 CONVERGED = 1e-2  # SSE over the 4 samples: every prediction within ~0.05 of its target
@@ -41,6 +42,9 @@ def run(settings: Settings) -> Workload:
     if w.entry("tinyml fit") is None or w.entry("tinyml fit").status != OK:
         w.reference = "tinyml eager"
         w.notes.append("tinyml fit is not available: ratios are to tinyml eager (extrapolated)")
+    time_goal(
+        w, settings, "tinyml fit", "numba (hand-written)", GOAL, "tinyml fit vs the hand-written Numba kernel"
+    )
     return w
 
 
