@@ -376,7 +376,8 @@ class MLP(Module):
         ``dropout`` zeroes each hidden unit with that probability during training
         (inverted dropout, reproducible with ``seed``; ``predict`` never drops).
         A non-finite loss raises ``tm.TrainingDiverged`` naming the epoch and
-        leaves the last finite parameters; so does Ctrl-C (KeyboardInterrupt).
+        leaves the last finite parameters. Ctrl-C raises KeyboardInterrupt as
+        usual and leaves the parameters of the steps completed so far.
         ``progress`` shows a progress line on stderr for fits longer than a second.
         """
         from .train import fit_model
