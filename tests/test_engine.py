@@ -362,3 +362,35 @@ def test_a_checkpoint_stays_valid_across_rewinds():
             assert b.data == pytest.approx(math.tanh(1.0 + k))
             assert g.rewind(mark)
             assert len(g) == mark[0]
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C: a compaction is all or nothing
+# ---------------------------------------------------------------------------
+def _interrupt_after(real):
+    """``real``, followed by a SIGINT to this process (as if Ctrl-C came then)."""
+    import os
+    import signal
+
+    def call(*args):
+        result = real(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    return call
+
+
+def test_ctrl_c_during_a_compaction_is_delivered_after_it(monkeypatch):
+    from tinyml import graph as graph_module
+
+    with tm.Graph() as g:
+        kept = [tm.Value(float(i)) * 2.0 for i in range(50)]
+        for _ in range(200):
+            tm.Value(7.0) + 1.0  # garbage rows, freed by the compaction
+        monkeypatch.setattr(graph_module.kernels, "compact", _interrupt_after(graph_module.kernels.compact))
+        with pytest.raises(KeyboardInterrupt):
+            g.collect()
+        monkeypatch.undo()
+        assert [v.data for v in kept] == [2.0 * i for i in range(50)]
+        assert len(g) == 100  # the 50 leaves and their products, nothing else
+        assert (kept[3] + kept[4]).data == 14.0

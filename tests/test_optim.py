@@ -505,3 +505,29 @@ def test_bad_parameters_report_the_earliest_offender_whatever_its_kind():
         optim.SGD([a, "x", gone], lr=0.1)
     with pytest.raises(ValueError, match=r"params\[2\] appears more than once"):
         optim.SGD([a, b, a, computed], lr=0.1)
+
+
+def test_ctrl_c_during_an_eager_step_leaves_state_step_count_and_parameters_in_step(monkeypatch):
+    import os
+    import signal
+
+    with tm.Graph():
+        p = tm.Value(1.0)
+        opt = optim.Adam([p], lr=0.1)
+        real = optim.optimizer_update
+
+        def update_then_interrupt(*args):
+            real(*args)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        (p * p).backward()
+        monkeypatch.setattr(optim, "optimizer_update", update_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            opt.step()
+        monkeypatch.undo()
+        # the step happened entirely: t, the moments and the parameter agree
+        twin_p = tm.Value(1.0)
+        twin = optim.Adam([twin_p], lr=0.1)
+        (twin_p * twin_p).backward()
+        twin.step()
+        assert (opt.t, p.data, opt.state.tolist()) == (twin.t, twin_p.data, twin.state.tolist())

@@ -17,6 +17,7 @@ handle, so no compaction can happen between its appends.
 
 from __future__ import annotations
 
+import signal
 import threading
 import weakref
 
@@ -26,6 +27,37 @@ from . import kernels
 from .ops import Op
 
 _MIN_CAPACITY = 1024
+
+
+class hold_interrupts:
+    """``with hold_interrupts():`` defers Ctrl-C until the block is done.
+
+    For work that must not stop halfway: a compaction moves rows and then
+    renumbers the handles, an optimiser step updates its state and then the
+    parameters. A SIGINT arriving meanwhile is remembered and delivered (the
+    usual KeyboardInterrupt) when the block ends. Signals only reach the main
+    thread, so elsewhere this does nothing.
+    """
+
+    def __enter__(self) -> hold_interrupts:
+        self._previous = None
+        self._pending = False
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._hold)
+            except (ValueError, TypeError):  # no Python-level handler can be set here
+                self._previous = None
+        return self
+
+    def _hold(self, signum, frame) -> None:
+        self._pending = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is None:
+            return
+        signal.signal(signal.SIGINT, self._previous)
+        if self._pending and callable(self._previous):
+            self._previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
 
 
 class Graph:
@@ -141,26 +173,27 @@ class Graph:
             if v is not None and v._row >= 0:
                 keep[v._row] = True
                 live.append(ref)
-        before = self.n
-        m, n_eval, new_index = kernels.compact(
-            self.op, self.pstart, self.pidx, self.aux, self.data, self.grad, keep, self.n, self.n_eval
-        )
-        m = int(m)
-        self._vacate(m, before)
-        index = new_index.tolist()
-        for ref in live:
-            v = ref()
-            if v is not None:
-                v._row = index[v._row]
-        self._handles = live
-        self.n = m
-        self.entries = int(self.pstart[m])
-        self.n_eval = int(n_eval)
-        self.mark[:] = 0
-        self.stamp = 0
-        self.generation += 1
-        self.compactions += 1
-        return before - self.n
+        with hold_interrupts():  # rows move, then handles follow: both or neither
+            before = self.n
+            m, n_eval, new_index = kernels.compact(
+                self.op, self.pstart, self.pidx, self.aux, self.data, self.grad, keep, self.n, self.n_eval
+            )
+            m = int(m)
+            self._vacate(m, before)
+            index = new_index.tolist()
+            for ref in live:
+                v = ref()
+                if v is not None:
+                    v._row = index[v._row]
+            self._handles = live
+            self.n = m
+            self.entries = int(self.pstart[m])
+            self.n_eval = int(n_eval)
+            self.mark[:] = 0
+            self.stamp = 0
+            self.generation += 1
+            self.compactions += 1
+            return before - self.n
 
     def clear(self) -> None:
         """Free every row; all existing Values of this graph become invalid.
@@ -168,17 +201,18 @@ class Graph:
         Parameters too: models built in this graph must be rebuilt. Automatic
         compaction makes this unnecessary for memory; it is a hard reset.
         """
-        for ref in self._handles:
-            v = ref()
-            if v is not None:
-                v._row = -1
-        self._handles = []
-        self._vacate(0, self.n)
-        self.n = 0
-        self.entries = 0
-        self.n_eval = 0
-        self.generation += 1
-        self.compactions += 1
+        with hold_interrupts():  # every handle and row, or none
+            for ref in self._handles:
+                v = ref()
+                if v is not None:
+                    v._row = -1
+            self._handles = []
+            self._vacate(0, self.n)
+            self.n = 0
+            self.entries = 0
+            self.n_eval = 0
+            self.generation += 1
+            self.compactions += 1
 
     def checkpoint(self) -> tuple[int, int]:
         """A mark for :meth:`rewind`: the current length and compaction count."""
@@ -197,21 +231,22 @@ class Graph:
             return False
         if not 0 <= mark <= self.n:
             raise ValueError(f"rewind: checkpoint row {mark} is beyond the tape's {self.n} rows")
-        live = []
-        for ref in self._handles:
-            v = ref()
-            if v is None:
-                continue
-            if v._row >= mark:
-                v._row = -1
-            else:
-                live.append(ref)
-        self._handles = live
-        self._vacate(mark, self.n)
-        self.n = mark
-        self.entries = int(self.pstart[mark])
-        self.n_eval = min(self.n_eval, mark)
-        self.generation += 1  # cached row numbers may point at freed rows
+        with hold_interrupts():  # every handle and row, or none
+            live = []
+            for ref in self._handles:
+                v = ref()
+                if v is None:
+                    continue
+                if v._row >= mark:
+                    v._row = -1
+                else:
+                    live.append(ref)
+            self._handles = live
+            self._vacate(mark, self.n)
+            self.n = mark
+            self.entries = int(self.pstart[mark])
+            self.n_eval = min(self.n_eval, mark)
+            self.generation += 1  # cached row numbers may point at freed rows
         return True
 
     def _vacate(self, lo: int, hi: int) -> None:

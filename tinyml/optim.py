@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from . import kernels
+from .graph import hold_interrupts
 from .ops import Op
 from .value import Value
 
@@ -197,9 +198,10 @@ class Optimizer:
         rows = self.rows()
         values = graph.data[rows, 0]
         grads = graph.grad[rows].sum(axis=1)
-        optimizer_update(self.kind, values, grads, self.state, self.hyper, self.t + 1)
-        self.t += 1
-        graph.data[rows, :] = values[:, None]
+        with hold_interrupts():  # state, step count and parameters move together
+            optimizer_update(self.kind, values, grads, self.state, self.hyper, self.t + 1)
+            self.t += 1
+            graph.data[rows, :] = values[:, None]
 
     def zero_grad(self) -> None:
         """Set the gradient of every parameter to 0."""
