@@ -1017,3 +1017,23 @@ def test_tracing_a_large_model_leaves_no_rows_behind(dropout):
         assert (g.n, g.n_eval) == (rows, rows)
         model.predict(x)
         assert (g.n, g.n_eval) == (rows, rows)
+
+
+def test_parameters_set_in_a_callback_are_what_training_continues_from():
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    Y = np.array([0.0, 1.0, 1.0, 0.0])
+    with tm.Graph():
+        model = tm.MLP(2, [4, 1], 0.1, tm.Activation.TANH, seed=1)
+        twin = tm.MLP(2, [4, 1], 0.1, tm.Activation.TANH, seed=2)
+        p = model.parameters()[0]
+
+        def reset(epoch, loss):
+            if epoch == 10:
+                for a, b in zip(model.parameters(), twin.parameters()):
+                    a.data = b.data  # e.g. restoring a snapshot
+
+        model.fit(X, Y, epochs=30, report_every=5, callback=reset, progress=False)
+        # from epoch 11 on it trains exactly as the twin does from its own start
+        twin.fit(X, Y, epochs=19, progress=False)
+        assert [a.data for a in model.parameters()] == [b.data for b in twin.parameters()]
+        assert p.data == model.parameters()[0].data

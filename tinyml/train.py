@@ -323,6 +323,10 @@ class Program:
                     for e, v in zip(ep[keep].tolist(), losses[:done][keep].tolist()):
                         if callback(e, v) is False:
                             stopped = True
+                    # the callback may have set parameters (p.data = ..., load_parameters):
+                    # training goes on from the graph's values, not the kernel's copy
+                    values[:] = self._current_values()
+                    tape.shared[self.param_rows] = values
                 epoch = end
                 if reporter is not None:
                     reporter.update(epoch, losses[done - 1])
