@@ -394,3 +394,29 @@ def test_ctrl_c_during_a_compaction_is_delivered_after_it(monkeypatch):
         assert [v.data for v in kept] == [2.0 * i for i in range(50)]
         assert len(g) == 100  # the 50 leaves and their products, nothing else
         assert (kept[3] + kept[4]).data == 14.0
+
+
+def test_one_graph_entered_from_two_threads_keeps_each_threads_own_default():
+    import threading
+
+    shared = tm.Graph()
+    entered = threading.Barrier(2)
+    seen = {}
+
+    def work(name):
+        before = tm.current_graph()
+        with shared:
+            entered.wait()  # both threads are inside `with shared:` now
+            tm.Value(1.0)
+        entered.wait()
+        after = tm.current_graph()
+        seen[name] = before is after
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in "AB"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"A": True, "B": True}
+    with pytest.raises(RuntimeError, match="without a matching __enter__"):
+        tm.Graph().__exit__(None, None, None)

@@ -82,16 +82,17 @@ class Graph:
         self.generation = 0  # bumped whenever rows move or are freed: caches of row numbers expire
         self.compactions = 0  # bumped whenever rows are renumbered (compaction, clear)
         self._handles: list[weakref.ref] = []
-        self._previous: list[Graph] = []
 
     # -- context manager: make this the graph new Values go into ------------
     def __enter__(self) -> Graph:
-        self._previous.append(_state.graph)
+        _state.entered.append(_state.graph)  # per thread: one graph may be entered in several
         _state.graph = self
         return self
 
     def __exit__(self, *exc) -> None:
-        _state.graph = self._previous.pop()
+        if not _state.entered:
+            raise RuntimeError("Graph.__exit__ without a matching __enter__ in this thread")
+        _state.graph = _state.entered.pop()
 
     def __len__(self) -> int:
         return self.n
@@ -103,14 +104,13 @@ class Graph:
     # were not copied go with the copy's next compaction.
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for k in ("_handles", "_previous", "shared", "shared_grad"):
+        for k in ("_handles", "shared", "shared_grad"):
             del state[k]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._handles = []
-        self._previous = []
         self._set_values(self.data, self.grad)
 
     def __copy__(self) -> Graph:
@@ -356,7 +356,8 @@ def _resized(a: np.ndarray, length: int) -> np.ndarray:
 
 class _State(threading.local):
     def __init__(self) -> None:
-        self.graph = Graph()
+        self.graph = Graph()  # where new Values go
+        self.entered: list[Graph] = []  # the graphs current before each `with graph:` still open
 
 
 _state = _State()
