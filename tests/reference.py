@@ -212,7 +212,7 @@ class Scalar:
 
     def relu(self):
         x = self.data
-        return self._unary(x if x > 0.0 else 0.0, 1.0 if x > 0.0 else 0.0)
+        return self._unary(0.0 if x <= 0.0 else x, 0.0 if x <= 0.0 else 1.0)  # NaN passes, as in PyTorch
 
     def leaky_relu(self, negative_slope: float = 0.01):
         x = self.data

@@ -55,6 +55,7 @@ PINNED = {
     "DROPOUT": 29,
     "INPUT": 30,
     "SQDIFF": 31,
+    "SQRT": 32,
 }
 
 PINNED_ARITY = {
@@ -69,6 +70,7 @@ PINNED_ARITY = {
             "RSUB_C",
             "RDIV_C",
             "DIV_C",
+            "SQRT",
             "NEG",
             "RELU",
             "TANH",

@@ -302,3 +302,37 @@ def test_mlp_gradients_match_torch(activation):
         assert loss.data == pytest.approx(tloss.item(), rel=1e-12)
         assert mine == pytest.approx(theirs, rel=1e-10, abs=1e-12)
         assert any(g != 0.0 for g in mine) and all(math.isfinite(g) for g in mine)
+
+
+EXTREME_PAIRS = [(1e200, 1e200), (1e-170, 1e-170), (3.0, 1e160), (1e-300, 1e-10), (-2.0, 1e-155)]
+
+
+@pytest.mark.parametrize(("x", "y"), EXTREME_PAIRS)
+def test_division_gradients_at_extreme_magnitudes(x, y):
+    """d(x/y)/dy is -(x/y)/y, never -x/(y*y), whose y*y overflows or underflows."""
+    bad = Mismatches()
+    (v, [gx, gy]), (tv, [tgx, tgy]) = grad_pair(BINARY["div"], x, y)
+    bad.check(v, tv, (x, y, "value"))
+    bad.check(gx, tgx, (x, y, "d/dx"))
+    bad.check(gy, tgy, (x, y, "d/dy"))
+    assert not bad
+
+
+@pytest.mark.parametrize("x", [math.nan, math.inf, -math.inf])
+def test_unary_ops_at_non_finite_inputs_match_torch(x):
+    bad = Mismatches()
+    for name in sorted(UNARY):
+        (v, [g]), (tv, [tg]) = grad_pair(UNARY[name], x)
+        bad.check(v, tv, (name, x, "value"))
+        bad.check(g, tg, (name, x, "grad"))
+    assert not bad
+
+
+def test_a_relu_layer_passes_the_gradient_of_a_nan_as_pytorch_does():
+    with tm.Graph():
+        neuron = tm.Neuron(1, tm.Activation.RELU)  # the fused NEURON row
+        x = tm.Value(math.nan)
+        neuron([x]).backward()
+        w = neuron.parameters()[0]
+        assert x.grad == w.data  # the gradient 1 passed through the relu (0 if it were blocked)
+        assert math.isnan(w.grad)  # 1 * x

@@ -86,6 +86,7 @@ NEURON = 28
 DROPOUT = 29
 INPUT = 30
 SQDIFF = 31
+SQRT = 32
 
 # Optimizer kinds (``tinyml.optim`` imports these: the kernels are compiled with them)
 SGD_KIND = 0
@@ -119,7 +120,7 @@ BCE_EPS = 1e-12  # and bounds p(1-p) below by this in the gradient
 @kernel
 def is_unary(o):
     """One parent row, maybe with the constant aux (see ops.UNARY)."""
-    return (o >= ADD_C and o <= ABS) or o == DIV_C
+    return (o >= ADD_C and o <= ABS) or o == DIV_C or o == SQRT
 
 
 # Constants of `tanh`: log2(e), and ln 2 split in a part exact in few bits plus the rest.
@@ -198,6 +199,8 @@ def unary_forward(o, x, c):
         return c - x
     if o == RDIV_C:
         return c / x
+    if o == SQRT:
+        return math.sqrt(x)
     if o == DIV_C:
         return x / c
     if o == NEG:
@@ -231,7 +234,7 @@ def unary_derivative(o, x, z, c):
     if o == SIGMOID:
         return z * (1.0 - z)
     if o == RELU:
-        return 1.0 if x > 0.0 else 0.0
+        return 0.0 if x <= 0.0 else 1.0  # at NaN the gradient passes, as in PyTorch
     if o == ADD_C:
         return 1.0
     if o == MUL_C:
@@ -246,6 +249,8 @@ def unary_derivative(o, x, z, c):
         return -1.0
     if o == RDIV_C:
         return -c / (x * x)
+    if o == SQRT:
+        return 0.5 / z  # as PyTorch: inf at 0, NaN below
     if o == DIV_C:
         return 1.0 / c
     if o == NEG:
@@ -367,7 +372,7 @@ def neuron_grad(act, g, z):
     if act == SIGMOID:
         return g * z * (1.0 - z)
     if act == RELU:
-        return g if z > 0.0 else 0.0
+        return 0.0 if z <= 0.0 else g  # at NaN the gradient passes, as in PyTorch
     return g
 
 
@@ -599,7 +604,7 @@ def backward_row(op, pstart, pidx, aux, data, grad, shared, shared_grad, i):
                 db = gi * x
             elif o == DIV:
                 da = gi / y
-                db = -gi * x / (y * y)
+                db = -gi * (data[i, lane] / y)  # (x / y) / y: no overflow in y * y, as PyTorch
             elif o == POW:
                 # d/dx x^y = y x^(y-1) (0 where y == 0: x^0 is constant, even at
                 # x = 0); d/dy x^y = x^y log x, 0 where x == 0 and y >= 0

@@ -54,6 +54,7 @@ class Op(IntEnum):
     DROPOUT = 29  # parents [x, u]: x / (1 - p) if u >= p else 0, p = aux[i], u uniform in [0, 1)
     INPUT = 30  # a leaf with one value per lane: a program's input placeholder or noise row
     SQDIFF = 31  # parents [x, y]: (x - y)^2, one term of a squared error
+    SQRT = 32  # sqrt(x): NaN below 0, also at -inf (x ** 0.5 gives +inf there, as IEEE pow)
 
 
 LEAVES = frozenset({Op.LEAF, Op.INPUT})
@@ -79,6 +80,7 @@ UNARY = frozenset(
         Op.RSUB_C,
         Op.RDIV_C,
         Op.DIV_C,
+        Op.SQRT,
     }
 )
 NARY = frozenset({Op.SUM, Op.AFFINE, Op.LOGSUMEXP, Op.NEURON})

@@ -458,7 +458,7 @@ class Tensor:
         return self._unary(Op.ABS)
 
     def sqrt(self) -> Tensor:
-        return self._unary(Op.POW_C, 0.5)
+        return self._unary(Op.SQRT)
 
 
 def _matmul(a: Tensor, b: Tensor) -> Tensor:

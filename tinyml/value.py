@@ -298,4 +298,4 @@ class Value:
         return _unary(Op.ABS, self)
 
     def sqrt(self) -> Value:
-        return _unary(Op.POW_C, self, 0.5)
+        return _unary(Op.SQRT, self, 0.0)
