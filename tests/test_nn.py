@@ -574,3 +574,12 @@ def test_a_shallow_copy_of_a_value_keeps_its_row_alive():
         assert b.data == 6.0 and (b * 2.0).data == 12.0
         with pytest.raises(TypeError, match="deepcopy"):
             copy.copy(g)
+
+
+def test_complex_inputs_are_refused_not_truncated():
+    with tm.Graph():
+        model = tm.MLP(2, [3, 1], 0.1, seed=0)
+        with pytest.raises(TypeError, match="real numbers"):
+            model(np.array([1 + 5j, 2.0]))
+        with pytest.raises(TypeError, match="real numbers"):
+            model.predict(np.array([[1 + 5j, 2.0]]))

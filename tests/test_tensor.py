@@ -537,3 +537,12 @@ def test_batch_forward_survives_compaction():
         h = np.tanh(x @ np.array([w[1:] for w in ws[:3]]).T + np.array([w[0] for w in ws[:3]]))
         want = np.tanh(h @ np.array(ws[3][1:]) + ws[3][0])[:, None]
         np.testing.assert_allclose(out.numpy(), want, rtol=1e-13)
+
+
+def test_complex_arrays_are_refused_not_truncated():
+    with tm.Graph():
+        t = tm.Tensor([[1.0, 2.0]])
+        with pytest.raises(TypeError, match="complex"):
+            t + np.array([[1j, 1j]])
+        with pytest.raises(TypeError, match="real numbers"):
+            tm.Tensor(np.array([[1j, 2.0]]))

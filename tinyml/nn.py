@@ -17,7 +17,7 @@ from . import kernels
 from .graph import Graph, current_graph
 from .ops import NEURON_ACTIVATIONS, Op
 from .tensor import Tensor, batch_forward
-from .value import Value, _number, same_graph, wrap
+from .value import Value, _number, real_dtype, same_graph, wrap
 
 
 class Activation(str, Enum):
@@ -473,8 +473,8 @@ def _inputs(x, n: int, graph: Graph) -> list:
     if t is np.ndarray:
         if x.ndim != 1:
             raise ValueError(f"expected a 1-D input of {n} values, got an array of shape {x.shape}")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-            raise TypeError(f"input array must be numeric, got dtype {x.dtype}")
+        if not real_dtype(x.dtype):
+            raise TypeError(f"input array must hold real numbers, got dtype {x.dtype}")
         items = x.astype(np.float64).tolist()
     elif t is list or t is tuple:
         items = x

@@ -16,7 +16,7 @@ import numpy as np
 
 from .graph import Graph, current_graph
 from .ops import Op
-from .value import Value, _number, same_graph, wrap
+from .value import Value, _number, real_dtype, same_graph, wrap
 
 _INDEX_TYPES = (int, np.integer)
 
@@ -56,7 +56,9 @@ def _broadcast(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
 def _constants(x) -> np.ndarray | None:
     """A number or a numeric ndarray as a 2-D float64 array; None if ``x`` is something else."""
     if isinstance(x, np.ndarray):
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        if np.iscomplexobj(x):
+            raise TypeError("cannot combine a Tensor with complex numbers")
+        if not real_dtype(x.dtype):
             return None
         if x.ndim > 2:
             raise ValueError(f"cannot combine a Tensor with an array of shape {x.shape}")
@@ -102,10 +104,8 @@ class Tensor:
     def _from_array(self, data: np.ndarray, graph: Graph | None) -> None:
         if data.ndim != 2:
             raise ValueError(f"Tensor expects a 2-D array, got {data.ndim}-D with shape {data.shape}")
-        if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
-            raise TypeError(f"Tensor expects a numeric array, got dtype {data.dtype}")
-        if np.iscomplexobj(data):
-            raise TypeError("Tensor expects real numbers, got a complex array")
+        if not real_dtype(data.dtype):
+            raise TypeError(f"Tensor expects an array of real numbers, got dtype {data.dtype}")
         g = current_graph() if graph is None else graph
         flat = np.ascontiguousarray(data, np.float64).reshape(-1)
         g.reserve(flat.shape[0], 0)

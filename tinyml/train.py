@@ -33,7 +33,7 @@ from . import kernels
 from .graph import Graph, current_graph
 from .ops import Op
 from .optim import SGD
-from .value import Value, same_graph, wrap
+from .value import Value, real_array, real_dtype, same_graph, wrap
 
 MAX_LANES = 64
 CHUNK_SECONDS = 0.2  # target wall time of one kernel call between reports
@@ -446,10 +446,7 @@ def _history(epochs_rec, losses_rec, epochs_run: int, seconds: float) -> History
 
 
 def _finite_matrix(a, what: str) -> np.ndarray:
-    try:
-        x = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{what}: expected a 2-D array of numbers ({e})") from None
+    x = real_array(a, what)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2:
@@ -541,14 +538,18 @@ def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
         if arr.ndim == 1:
             if arr.shape[0] != n:
                 raise ValueError(f"fit: X has {n} samples but Y has {arr.shape[0]} labels")
+            if not real_dtype(arr.dtype):
+                raise TypeError(
+                    f"fit: cross_entropy labels must be integers, got an array of dtype {arr.dtype}"
+                )
             if not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
                 raise ValueError("fit: cross_entropy labels of shape (n,) must be integers")
-            labels = arr.astype(np.int64)
-            if n and (labels.min() < 0 or labels.max() >= k):
+            if n and (arr.min() < 0 or arr.max() >= k):  # before any cast: 2**64 - 1 is not -1
                 raise ValueError(
                     f"fit: labels must be in 0..{k - 1} for a model with {k} outputs, "
-                    f"got {labels.min()}..{labels.max()}"
+                    f"got {arr.min()}..{arr.max()}"
                 )
+            labels = arr.astype(np.int64)
             onehot = np.zeros((n, k))
             onehot[np.arange(n), labels] = 1.0
             return onehot

@@ -11,6 +11,8 @@ import numbers
 import weakref
 from collections.abc import Iterable
 
+import numpy as np
+
 from .graph import Graph, current_graph
 from .ops import Op
 
@@ -35,6 +37,29 @@ def _number(x: object, what: str) -> float:
     if c is None:
         raise TypeError(f"{what}: expected a Value or a real number, got {type(x).__name__} {x!r:.60}")
     return c
+
+
+def real_dtype(dtype: np.dtype) -> bool:
+    """Whether an array of ``dtype`` holds real numbers: bool, integer or floating."""
+    return dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+
+
+def real_array(a: object, what: str) -> np.ndarray:
+    """``a`` (an array or nested lists of real numbers) as a float64 ndarray, or a
+    clear TypeError/ValueError. NumPy itself would turn a complex number into
+    its real part (with a mere warning) and None into NaN: both are refused."""
+    try:
+        arr = np.asarray(a)
+    except ValueError as e:  # ragged nesting
+        raise ValueError(f"{what}: expected an array of numbers ({e})") from None
+    if arr.dtype == object:
+        for x in arr.flat:
+            if type(x) is Value or not isinstance(x, numbers.Real):
+                raise TypeError(f"{what}: expected real numbers, found {type(x).__name__} {x!r:.40}")
+        return arr.astype(np.float64)
+    if not real_dtype(arr.dtype):
+        raise TypeError(f"{what}: expected real numbers, got an array of dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
 
 
 def wrap(graph: Graph, row: int) -> Value:
