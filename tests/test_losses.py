@@ -394,3 +394,14 @@ def test_penalty_errors():
         losses.l2_penalty([Value(1.0), 2.0], 0.1)
     with pytest.raises(TypeError):
         losses.l2_penalty([Value(1.0)], "big")
+
+
+@pytest.mark.parametrize("p", [1.5, -0.25])
+def test_binary_cross_entropy_of_no_probability_is_nan(p):
+    """PyTorch refuses such an input; a lazily evaluated loss cannot, so it is NaN
+    (value and gradient), which training reports as divergence."""
+    with tm.Graph():
+        x = tm.Value(p)
+        loss = tm.losses.binary_cross_entropy([x], [1.0])
+        loss.backward()
+        assert np.isnan(loss.data) and np.isnan(x.grad)

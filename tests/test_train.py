@@ -1045,3 +1045,15 @@ def test_parameters_set_in_a_callback_are_what_training_continues_from():
         twin.fit(X, Y, epochs=19, progress=False)
         assert [a.data for a in model.parameters()] == [b.data for b in twin.parameters()]
         assert p.data == model.parameters()[0].data
+
+
+def test_binary_cross_entropy_needs_a_sigmoid_output():
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    with tm.Graph():
+        model = tm.MLP(2, [4, 1], 0.1, tm.Activation.TANH, seed=1, output_activation="linear")
+        before = params_of(model)
+        with pytest.raises(ValueError, match="output_activation='sigmoid'"):
+            model.fit(
+                X, np.array([0.0, 1.0, 1.0, 0.0]), epochs=3, loss="binary_cross_entropy", progress=False
+            )
+        np.testing.assert_array_equal(params_of(model), before)

@@ -466,8 +466,9 @@ def forward_row(op, pstart, pidx, aux, data, shared, i):
                 data[i, lane] = x / y
             elif o == POW:
                 data[i, lane] = x**y
-            elif o == BCE:  # x = p, y = target
-                data[i, lane] = -(y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x))
+            elif o == BCE:  # x = p, y = target; p outside [0, 1] is no probability: NaN
+                bce = -(y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x))
+                data[i, lane] = bce if 0.0 <= x <= 1.0 else math.nan
             elif o == SQDIFF:
                 data[i, lane] = (x - y) * (x - y)
             else:  # DROPOUT: y is the uniform draw
@@ -616,9 +617,9 @@ def backward_row(op, pstart, pidx, aux, data, grad, shared, shared_grad, i):
             elif o == SQDIFF:
                 da = 2.0 * gi * (x - y)
                 db = -da
-            elif o == BCE:  # x = p, y = target
-                da = gi * (x - y) / max(x * (1.0 - x), BCE_EPS)
-                db = gi * (clamped_log(1.0 - x) - clamped_log(x))
+            elif o == BCE:  # x = p, y = target (NaN outside [0, 1], as the value)
+                da = gi * (x - y) / max(x * (1.0 - x), BCE_EPS) if 0.0 <= x <= 1.0 else math.nan
+                db = gi * (clamped_log(1.0 - x) - clamped_log(x)) if 0.0 <= x <= 1.0 else math.nan
             elif y >= c:  # DROPOUT: the draw y gets no gradient
                 da = gi / (1.0 - c)
             # into the parents: a shared row sums its lanes, an input takes nothing

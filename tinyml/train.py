@@ -31,6 +31,7 @@ import numpy as np
 
 from . import kernels
 from .graph import Graph, current_graph
+from .nn import Activation
 from .ops import Op
 from .optim import SGD
 from .value import Value, real_array, real_dtype, same_graph, wrap
@@ -561,6 +562,11 @@ def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
     # the same checks the eager losses make on number targets
     if loss == "binary_cross_entropy" and not np.all((t >= 0.0) & (t <= 1.0)):
         raise ValueError("fit: binary_cross_entropy targets must lie in [0, 1]")
+    if loss == "binary_cross_entropy" and model.output_activation is not Activation.SIGMOID:
+        raise ValueError(
+            "fit: binary_cross_entropy takes probabilities, but the model's outputs are "
+            f"{model.output_activation.value}; build it with output_activation='sigmoid'"
+        )
     if loss == "hinge" and not np.all(np.abs(t) == 1.0):
         raise ValueError("fit: hinge labels must be -1 or +1")
     return t
