@@ -7,6 +7,8 @@ extremes the API promises (logits of +-1000, probabilities of exactly 0 and 1).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -405,3 +407,18 @@ def test_binary_cross_entropy_of_no_probability_is_nan(p):
         loss = tm.losses.binary_cross_entropy([x], [1.0])
         loss.backward()
         assert np.isnan(loss.data) and np.isnan(x.grad)
+
+
+@pytest.mark.parametrize("s", [1e3, 1e10, 1e16])
+def test_cross_entropy_keeps_its_precision_at_huge_logits(s):
+    """Two equal logits cost log 2 however large they are (no lse - z_y cancellation),
+    with integer labels, target rows, and in fit."""
+    with tm.Graph():
+        z = [tm.Value(s), tm.Value(s)]
+        assert tm.losses.cross_entropy([z], [0]).data == math.log(2.0)
+        assert tm.losses.cross_entropy([z], [[0.25, 0.75]]).data == math.log(2.0)
+        model = tm.MLP(1, [2], 0.1, output_activation="linear", seed=0)
+        for p in model.parameters():
+            p.data = s  # weights and biases: both logits 2s on the input 1
+        history = model.fit(np.ones((1, 1)), np.array([1]), epochs=1, loss="cross_entropy", progress=False)
+        assert history.loss[0] == math.log(2.0)
