@@ -420,3 +420,18 @@ def test_one_graph_entered_from_two_threads_keeps_each_threads_own_default():
     assert seen == {"A": True, "B": True}
     with pytest.raises(RuntimeError, match="without a matching __enter__"):
         tm.Graph().__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: tm.Graph(-5), ValueError, ">= 0"),
+        (lambda: tm.Graph(1.5), TypeError, "int"),
+        (lambda: tm.Graph(True), TypeError, "int"),
+        (lambda: tm.Value(1.0, graph="g"), TypeError, "tm.Graph"),
+        (lambda: tm.compile(3.0, []), TypeError, "outputs"),
+    ],
+)
+def test_misuse_of_constructors_raises_clearly(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

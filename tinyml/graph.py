@@ -68,6 +68,10 @@ class Graph:
     """
 
     def __init__(self, capacity: int = _MIN_CAPACITY) -> None:
+        if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)):
+            raise TypeError(f"Graph(capacity): expected an int number of rows, got {capacity!r:.40}")
+        if capacity < 0:
+            raise ValueError(f"Graph(capacity): expected a number of rows >= 0, got {capacity}")
         cap = max(int(capacity), 16)
         self.op = np.zeros(cap, np.uint8)
         self.aux = np.zeros(cap)

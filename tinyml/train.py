@@ -376,6 +376,8 @@ def compile(  # noqa: A001 - the natural name; use as tm.compile
     """
     if type(outputs) is Value:
         outputs = [outputs]
+    if not isinstance(outputs, Sequence) or isinstance(outputs, (str, bytes)):
+        raise TypeError(f"compile: outputs must be a Value or a list of Values, got {type(outputs).__name__}")
     return Program(outputs, inputs, params, noise)
 
 

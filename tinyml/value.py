@@ -131,6 +131,8 @@ class Value:
 
     def __init__(self, data: float, graph: Graph | None = None) -> None:
         value = _number(data, "Value(data)")
+        if graph is not None and not isinstance(graph, Graph):
+            raise TypeError(f"Value(graph=...): expected a tm.Graph, got {type(graph).__name__}")
         g = current_graph() if graph is None else graph
         g.reserve(1, 0)
         self._graph = g
