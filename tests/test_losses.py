@@ -422,3 +422,11 @@ def test_cross_entropy_keeps_its_precision_at_huge_logits(s):
             p.data = s  # weights and biases: both logits 2s on the input 1
         history = model.fit(np.ones((1, 1)), np.array([1]), epochs=1, loss="cross_entropy", progress=False)
         assert history.loss[0] == math.log(2.0)
+
+
+def test_cross_entropy_is_one_row_per_sample():
+    with tm.Graph() as g:
+        z = tm.Tensor(np.zeros((100, 10)))
+        before = len(g)
+        tm.losses.cross_entropy(z, list(range(10)) * 10)
+        assert len(g) - before == 100 + 2  # a CROSS_ENTROPY row per sample, then SUM and DIV_C

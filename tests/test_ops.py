@@ -56,6 +56,7 @@ PINNED = {
     "INPUT": 30,
     "SQDIFF": 31,
     "SQRT": 32,
+    "CROSS_ENTROPY": 33,
 }
 
 PINNED_ARITY = {
@@ -86,7 +87,7 @@ PINNED_ARITY = {
         ],
         1,
     ),
-    **dict.fromkeys(["SUM", "AFFINE", "LOGSUMEXP", "NEURON"], None),
+    **dict.fromkeys(["SUM", "AFFINE", "LOGSUMEXP", "NEURON", "CROSS_ENTROPY"], None),
 }
 
 

@@ -336,3 +336,38 @@ def test_a_relu_layer_passes_the_gradient_of_a_nan_as_pytorch_does():
         w = neuron.parameters()[0]
         assert x.grad == w.data  # the gradient 1 passed through the relu (0 if it were blocked)
         assert math.isnan(w.grad)  # 1 * x
+
+
+CE_CASES = [
+    ([[-math.inf, 0.0]], [0]),  # a masked target class: inf, gradient [-1, 1]
+    ([[-math.inf, 0.0]], [1]),
+    ([[math.inf, 0.0]], [1]),
+    ([[-math.inf, -math.inf]], [0]),
+    ([[math.nan, 0.0]], [1]),
+    ([[1e16, 1e16]], [0]),
+    ([[1e16, -3e15, 2.5]], [2]),
+    ([[-1000.0, 1000.0, 0.5]], [0]),
+    ([[-math.inf, 0.0]], [[1.0, 0.0]]),
+    ([[-math.inf, 0.0]], [[0.0, 1.0]]),
+    ([[0.5, 0.25]], [[0.0, 0.0]]),
+    ([[3.0, -1.0, 2.0]], [[0.2, 0.3, 0.5]]),
+    ([[3.0, -1.0, 2.0]], [[2.0, 0.5, 0.0]]),  # not summing to 1
+]
+
+
+@pytest.mark.parametrize(("z", "labels"), CE_CASES)
+def test_cross_entropy_matches_torch_at_the_edges(z, labels):
+    with tm.Graph():
+        logits = tm.Tensor(z)
+        loss = tm.losses.cross_entropy(logits, labels)
+        loss.backward()
+        got = [loss.data, *logits.grad.ravel().tolist()]
+    tz = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor(labels) if isinstance(labels[0], int) else torch.tensor(labels, dtype=torch.float64)
+    tl = torch.nn.functional.cross_entropy(tz, target)
+    tl.backward()
+    want = [tl.item(), *tz.grad.ravel().tolist()]
+    bad = Mismatches()
+    for g, w in zip(got, want):
+        bad.check(g, w, (z, labels))
+    assert not bad

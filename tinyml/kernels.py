@@ -87,6 +87,7 @@ DROPOUT = 29
 INPUT = 30
 SQDIFF = 31
 SQRT = 32
+CROSS_ENTROPY = 33
 
 # Optimizer kinds (``tinyml.optim`` imports these: the kernels are compiled with them)
 SGD_KIND = 0
@@ -502,6 +503,41 @@ def forward_row(op, pstart, pidx, aux, data, shared, i):
                     p = pidx[k]
                     acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
                 data[i, lane] = m + math.log(acc)
+    elif o == CROSS_ENTROPY:
+        # -sum_j t_j * log_softmax(z)_j, log_softmax(z)_j = (z_j - m) - L with m = max z
+        # and L = log sum exp(z - m), as PyTorch: two large numbers are never subtracted
+        # after the logarithm, so logits of 1e16 keep full precision
+        label = int(aux[i])  # the class index; -1: parents k..2k-1 are a target row
+        k = pstart[i + 1] - s if label >= 0 else (pstart[i + 1] - s) // 2
+        for lane in range(lanes):
+            m = -math.inf
+            has_nan = False
+            for j in range(k):
+                p = pidx[s + j]
+                v = shared[p] if op[p] == LEAF else data[p, lane]
+                if v != v:
+                    has_nan = True
+                elif v > m:
+                    m = v
+            if has_nan or math.isinf(m):  # a NaN logit, a +inf one or all -inf: NaN, as PyTorch
+                data[i, lane] = math.nan
+                continue
+            acc = 0.0
+            for j in range(k):
+                p = pidx[s + j]
+                acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
+            big_l = math.log(acc)
+            if label >= 0:
+                p = pidx[s + label]
+                data[i, lane] = (m - (shared[p] if op[p] == LEAF else data[p, lane])) + big_l
+            else:
+                loss = 0.0
+                for j in range(k):
+                    p = pidx[s + j]
+                    q = pidx[s + k + j]
+                    t = shared[q] if op[q] == LEAF else data[q, lane]
+                    loss += t * ((m - (shared[p] if op[p] == LEAF else data[p, lane])) + big_l)
+                data[i, lane] = loss
     else:
         for lane in range(lanes):
             data[i, lane] = math.nan
@@ -683,6 +719,50 @@ def backward_row(op, pstart, pidx, aux, data, grad, shared, shared_grad, i):
                     shared_grad[p] += d
                 elif op_p != INPUT:
                     grad[p, lane] += d
+    elif o == CROSS_ENTROPY:
+        # d/dz_j = c * softmax_j - t_j (c = sum t, 1 for a class index), softmax_j =
+        # exp(z_j - m) / sum exp(z - m); d/dt_j = (m - z_j) + L = -log_softmax_j
+        label = int(aux[i])
+        k = pstart[i + 1] - s if label >= 0 else (pstart[i + 1] - s) // 2
+        e = np.empty(k)  # exp(z_j - m), one lane at a time
+        for lane in range(lanes - 1, -1, -1):
+            gl = grad[i, lane]
+            m = -math.inf
+            for j in range(k):
+                p = pidx[s + j]
+                m = max(m, shared[p] if op[p] == LEAF else data[p, lane])
+            acc = 0.0
+            for j in range(k):
+                p = pidx[s + j]
+                e[j] = math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
+                acc += e[j]
+            c = 1.0
+            if label < 0:
+                c = 0.0
+                for j in range(k):
+                    q = pidx[s + k + j]
+                    c += shared[q] if op[q] == LEAF else data[q, lane]
+            big_l = math.log(acc)
+            for j in range(k):
+                p = pidx[s + j]
+                op_p = op[p]
+                if label >= 0:
+                    t = 1.0 if j == label else 0.0
+                else:
+                    q = pidx[s + k + j]
+                    op_q = op[q]
+                    t = shared[q] if op_q == LEAF else data[q, lane]
+                    if op_q != INPUT:  # a target that is a Value: -log_softmax_j
+                        dt = gl * ((m - (shared[p] if op_p == LEAF else data[p, lane])) + big_l)
+                        if op_q == LEAF:
+                            shared_grad[q] += dt
+                        else:
+                            grad[q, lane] += dt
+                dz = gl * (c * (e[j] / acc) - t)
+                if op_p == LEAF:
+                    shared_grad[p] += dz
+                elif op_p != INPUT:
+                    grad[p, lane] += dz
 
 
 @kernel

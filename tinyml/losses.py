@@ -179,15 +179,10 @@ def cross_entropy(logits, labels) -> Value:
     array, or an int for one sample), or n target rows of k probabilities such
     as one-hot rows (numbers or Values, e.g. input placeholders; a Tensor or a
     2-D list or array). Sample i costs ``logsumexp(z_i) - z_i[y_i]``, or
-    ``sum_j t_ij * (logsumexp(z_i) - z_ij)`` for target rows.
-
-    Computed as ``logsumexp_j(z_ij - r_i)`` with ``r_i = z_i[y_i]`` (for target
-    rows ``r_i = t_i . z_i`` and the cost ``c_i * logsumexp_j(z_ij - r_i) +
-    (c_i - 1) * r_i``, ``c_i = sum_j t_ij``, 1 for probability rows): the
-    difference of two large numbers is never taken after the logarithm, so
-    logits of 1e16 give log 2 for two equal ones, as PyTorch's log-softmax, and
-    logits of +-1000 are finite in value and gradient (LOGSUMEXP subtracts the
-    largest input before exponentiating).
+    ``sum_j t_ij * (logsumexp(z_i) - z_ij)`` for target rows: one CROSS_ENTROPY
+    row per sample, which computes it as PyTorch's log-softmax does, so logits
+    of +-1000 are finite in value and gradient, logits of 1e16 keep full
+    precision and a logit of -inf (a masked class) gives PyTorch's results.
     """
     name = "cross_entropy"
     rows = _logit_rows(logits, name)
@@ -196,48 +191,21 @@ def cross_entropy(logits, labels) -> Value:
     flat = [v for row in rows for v in row]
     if classes is not None:
         graph = same_graph(flat)
-        graph.reserve(n * k + n + 2, 2 * n * k + k * n + n + 1)
+        graph.reserve(n + 2, n * k + n + 1)
         z = _rows_of(flat).reshape(n, k)
-        picked = z[np.arange(n), np.asarray(classes, np.int64)]
-        per_sample = _logsumexp_minus(graph, z, picked)
-        total = graph.push(Op.SUM, per_sample)
-        return wrap(graph, graph.push(Op.DIV_C, (total,), float(n)))
-
-    t_flat = [t for row in targets for t in row]
-    t_values = [t for t in t_flat if type(t) is Value]
-    graph = same_graph(flat + t_values)
-    numeric = [t for t in t_flat if type(t) is not Value]
-    all_numbers = not t_values
-    leaves = len(numeric) + (2 * n if all_numbers else 0) + 1
-    computed = (0 if all_numbers else 2 * n) + n + n * k + n + 2
-    entries = (0 if all_numbers else n * k + n) + n * (2 * k + 1) + 3 * n * k + (4 * n + 1) + 1
-    graph.reserve(leaves + computed, entries)
-    z = _rows_of(flat).reshape(n, k)
-    const_rows = iter(graph.push_leaves(np.asarray(numeric, np.float64)))
-    t = np.fromiter((v._row if type(v) is Value else next(const_rows) for v in t_flat), np.int64, n * k)
-    t = t.reshape(n, k)
-    zero = graph.push_leaf(0.0)
-    if all_numbers:
-        sums = [math.fsum(row) for row in targets]
-        c = np.asarray(graph.push_leaves(np.asarray(sums, np.float64)))
-        c_minus_1 = np.asarray(graph.push_leaves(np.asarray(sums, np.float64) - 1.0))
+        per_sample = graph.push_many(Op.CROSS_ENTROPY, z, np.asarray(classes, np.float64))
     else:
-        c = np.asarray(graph.push_many(Op.SUM, t))
-        c_minus_1 = np.asarray(graph.push_many(Op.ADD_C, c.reshape(n, 1), -1.0))
-    zeros = np.full((n, 1), zero, np.int64)
-    r = np.asarray(graph.push_many(Op.AFFINE, np.concatenate([zeros, t, z], axis=1)))  # t_i . z_i
-    per_sample = _logsumexp_minus(graph, z, r)
-    # sum_i c_i * lse'_i + (c_i - 1) * r_i: one AFFINE row over the samples
-    total = graph.push(Op.AFFINE, np.concatenate([[zero], c, c_minus_1, per_sample, r]))
+        t_flat = [t for row in targets for t in row]
+        t_values = [t for t in t_flat if type(t) is Value]
+        graph = same_graph(flat + t_values)
+        numeric = [t for t in t_flat if type(t) is not Value]
+        graph.reserve(len(numeric) + n + 2, 2 * n * k + n + 1)
+        z = _rows_of(flat).reshape(n, k)
+        const_rows = iter(graph.push_leaves(np.asarray(numeric, np.float64)))
+        t = np.fromiter((v._row if type(v) is Value else next(const_rows) for v in t_flat), np.int64, n * k)
+        per_sample = graph.push_many(Op.CROSS_ENTROPY, np.concatenate([z, t.reshape(n, k)], axis=1), -1.0)
+    total = graph.push(Op.SUM, np.asarray(per_sample))
     return wrap(graph, graph.push(Op.DIV_C, (total,), float(n)))
-
-
-def _logsumexp_minus(graph: Graph, z: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Rows of ``logsumexp_j(z[i, j] - r[i])`` for the logit rows ``z`` (n, k) and one
-    reference row ``r[i]`` per sample (room reserved by the caller)."""
-    n, k = z.shape
-    diffs = graph.push_many(Op.SUB, np.stack([z.reshape(-1), np.repeat(r, k)], axis=1))
-    return np.asarray(graph.push_many(Op.LOGSUMEXP, np.asarray(diffs).reshape(n, k)))
 
 
 def binary_cross_entropy(probs, targets) -> Value:

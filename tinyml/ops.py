@@ -55,6 +55,9 @@ class Op(IntEnum):
     INPUT = 30  # a leaf with one value per lane: a program's input placeholder or noise row
     SQDIFF = 31  # parents [x, y]: (x - y)^2, one term of a squared error
     SQRT = 32  # sqrt(x): NaN below 0, also at -inf (x ** 0.5 gives +inf there, as IEEE pow)
+    CROSS_ENTROPY = 33  # one sample's softmax cross-entropy, as PyTorch's log-softmax computes it:
+    #                     parents [z_1..z_k] with aux = the class index, or
+    #                     [z_1..z_k, t_1..t_k] (a target row) with aux = -1
 
 
 LEAVES = frozenset({Op.LEAF, Op.INPUT})
@@ -83,7 +86,7 @@ UNARY = frozenset(
         Op.SQRT,
     }
 )
-NARY = frozenset({Op.SUM, Op.AFFINE, Op.LOGSUMEXP, Op.NEURON})
+NARY = frozenset({Op.SUM, Op.AFFINE, Op.LOGSUMEXP, Op.NEURON, Op.CROSS_ENTROPY})
 # activations a NEURON row can fuse: their derivative is a function of their output
 NEURON_ACTIVATIONS = frozenset({Op.TANH, Op.SIGMOID, Op.RELU})
 
