@@ -435,3 +435,56 @@ def test_one_graph_entered_from_two_threads_keeps_each_threads_own_default():
 def test_misuse_of_constructors_raises_clearly(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_hold_interrupts_ends_the_process_when_sigint_has_its_default_action():
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal\n"
+        "from tinyml.graph import hold_interrupts\n"
+        "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+        "with hold_interrupts():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "print('survived')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "survived" not in done.stdout
+    assert done.returncode != 0
+
+
+def test_ctrl_c_while_the_tape_grows_leaves_it_whole(monkeypatch):
+    from tinyml import graph as graph_module
+
+    real = graph_module._resized
+    calls = []
+
+    def resized_then_interrupt(a, length):
+        calls.append(1)
+        out = real(a, length)
+        if len(calls) == 2:  # in the middle of growing the row arrays
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    with tm.Graph(16) as g:
+        kept = [tm.Value(float(i)) for i in range(16)]
+        monkeypatch.setattr(graph_module, "_resized", resized_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            g.reserve(40, 0)
+        monkeypatch.undo()
+        sizes = {g.op.shape[0], g.aux.shape[0], g.data.shape[0], g.mark.shape[0], g.pstart.shape[0] - 1}
+        assert len(sizes) == 1
+        more = [tm.Value(1.0) * 2.0 for _ in range(40)]
+        assert [v.data for v in kept] == [float(i) for i in range(16)] and more[-1].data == 2.0
+
+
+def test_compile_takes_any_iterable_of_outputs():
+    with tm.Graph():
+        x = tm.placeholders(1)[0]
+        y = x * 2.0
+        program = tm.compile((v for v in [y, x]), [x])
+        assert program.run(np.array([[3.0]])).tolist() == [[6.0, 3.0]]

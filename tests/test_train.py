@@ -1057,3 +1057,19 @@ def test_binary_cross_entropy_needs_a_sigmoid_output():
                 X, np.array([0.0, 1.0, 1.0, 0.0]), epochs=3, loss="binary_cross_entropy", progress=False
             )
         np.testing.assert_array_equal(params_of(model), before)
+
+
+def test_a_callback_that_clears_the_graph_and_stops_gets_its_history():
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    with tm.Graph() as g:
+        model = tm.MLP(2, [4, 1], 0.1, tm.Activation.TANH, seed=1)
+
+        def clear_and_stop(epoch, loss):
+            if epoch == 3:
+                g.clear()
+                return False
+            return True
+
+        y = np.array([0.0, 1.0, 1.0, 0.0])
+        history = model.fit(X, y, epochs=10, report_every=1, callback=clear_and_stop)
+        assert history.stopped_early and history.epochs_run == 4

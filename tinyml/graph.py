@@ -43,10 +43,9 @@ class hold_interrupts:
         self._previous = None
         self._pending = False
         if threading.current_thread() is threading.main_thread():
-            try:
+            current = signal.getsignal(signal.SIGINT)
+            if current is not None:  # None: a handler set outside Python, which we could not restore
                 self._previous = signal.signal(signal.SIGINT, self._hold)
-            except (ValueError, TypeError):  # no Python-level handler can be set here
-                self._previous = None
         return self
 
     def _hold(self, signum, frame) -> None:
@@ -56,8 +55,12 @@ class hold_interrupts:
         if self._previous is None:
             return
         signal.signal(signal.SIGINT, self._previous)
-        if self._pending and callable(self._previous):
+        if not self._pending:
+            return
+        if callable(self._previous):
             self._previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
+        elif self._previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)  # the default action: the process ends
 
 
 class Graph:
@@ -152,6 +155,10 @@ class Graph:
             self.pidx = _resized(self.pidx, entries)
 
     def _resize_rows(self, cap: int) -> None:
+        with hold_interrupts():  # every array of the new size, or none
+            self._resize_all(cap)
+
+    def _resize_all(self, cap: int) -> None:
         self.op = _resized(self.op, cap)
         self.aux = _resized(self.aux, cap)
         self._set_values(_resized(self.data, cap), _resized(self.grad, cap))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -324,10 +324,11 @@ class Program:
                     for e, v in zip(ep[keep].tolist(), losses[:done][keep].tolist()):
                         if callback(e, v) is False:
                             stopped = True
-                    # the callback may have set parameters (p.data = ..., load_parameters):
-                    # training goes on from the graph's values, not the kernel's copy
-                    values[:] = self._current_values()
-                    tape.shared[self.param_rows] = values
+                    if not stopped and end < epochs:
+                        # the callback may have set parameters (p.data = ..., load_parameters):
+                        # training goes on from the graph's values, not the kernel's copy
+                        values[:] = self._current_values()
+                        tape.shared[self.param_rows] = values
                 epoch = end
                 if reporter is not None:
                     reporter.update(epoch, losses[done - 1])
@@ -376,7 +377,7 @@ def compile(  # noqa: A001 - the natural name; use as tm.compile
     """
     if type(outputs) is Value:
         outputs = [outputs]
-    if not isinstance(outputs, Sequence) or isinstance(outputs, (str, bytes)):
+    elif isinstance(outputs, (str, bytes)) or not isinstance(outputs, Iterable):
         raise TypeError(f"compile: outputs must be a Value or a list of Values, got {type(outputs).__name__}")
     return Program(outputs, inputs, params, noise)
 
