@@ -1,7 +1,8 @@
 """Loss functions: each takes Values (a Value, nested lists of them, or a Tensor)
 and returns one Value, built from as few rows as possible (n-ary SUM rows, one
-SQDIFF row per squared error, one CROSS_ENTROPY row per sample). Targets may be numbers or Values (input placeholders of a
-compiled program), so every loss also works inside ``fit``."""
+SQDIFF row per squared error, one CROSS_ENTROPY row per sample). Targets may be
+numbers or Values (input placeholders of a compiled program), so every loss
+also works inside ``fit``."""
 
 from __future__ import annotations
 
