@@ -443,7 +443,7 @@ def clamped_log(x):
 @kernel
 def forward_row(op, pstart, pidx, aux, data, shared, i):
     """Evaluate row i of an op that ``forward`` does not handle inline (NEURON,
-    SUM, DIV_C and a per-lane SQDIFF or SUB it does), out of line."""
+    SUM, DIV_C and a per-lane SQDIFF it does), out of line."""
     lanes = data.shape[1]
     o = op[i]
     s = pstart[i]
@@ -548,7 +548,7 @@ def forward(op, pstart, pidx, aux, data, shared, lo, hi, general):
     """Evaluate rows ``lo <= i < hi``; leaves and inputs keep the data they hold.
 
     Inlined into the kernels that call it (no per-call reference counting);
-    the hot rows of a network (NEURON, a per-lane squared error or difference, SUM, DIV_C)
+    the hot rows of a network (NEURON, a per-lane squared error, SUM, DIV_C)
     are handled here, every other op in :func:`forward_row`, one call per row, which keeps
     this body, and so the compile time of each kernel inlining it, small.
     ``general=None`` promises that no other op occurs (see ``Program``): Numba
@@ -575,16 +575,12 @@ def forward(op, pstart, pidx, aux, data, shared, lo, hi, general):
                 i += 1
             activate(act, data, start, i)
             continue
-        if (o == SQDIFF or o == SUB) and op[pidx[pstart[i]]] != LEAF and op[pidx[pstart[i] + 1]] != LEAF:
-            a = pidx[pstart[i]]  # the squared error of a per-lane output and target,
-            b = pidx[pstart[i] + 1]  # or a difference of logits in a cross-entropy
-            if o == SQDIFF:
-                for lane in range(lanes):
-                    d = data[a, lane] - data[b, lane]
-                    data[i, lane] = d * d
-            else:
-                for lane in range(lanes):
-                    data[i, lane] = data[a, lane] - data[b, lane]
+        if o == SQDIFF and op[pidx[pstart[i]]] != LEAF and op[pidx[pstart[i] + 1]] != LEAF:
+            a = pidx[pstart[i]]  # the squared error of a per-lane output and target
+            b = pidx[pstart[i] + 1]
+            for lane in range(lanes):
+                d = data[a, lane] - data[b, lane]
+                data[i, lane] = d * d
         elif o == SUM:  # summing a loss over outputs
             for lane in range(lanes):
                 data[i, lane] = 0.0
@@ -617,7 +613,7 @@ def evaluate(op, pstart, pidx, aux, data, shared, lo, hi):
 @kernel
 def backward_row(op, pstart, pidx, aux, data, grad, shared, shared_grad, i):
     """Pass row i's gradient to its parents, for an op that ``backward`` does not
-    handle itself (AFFINE, NEURON, SUM, DIV_C and a per-lane SQDIFF or SUB it does),
+    handle itself (AFFINE, NEURON, SUM, DIV_C and a per-lane SQDIFF it does),
     out of line. Lanes run last first."""
     lanes = data.shape[1]
     o = op[i]
@@ -812,7 +808,7 @@ def backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, lo, hi, mar
     passed on (training reuses the tape for the next batch without a zeroing
     pass). Lanes run last first, so shared (LEAF) gradients add up in the
     order of an eager graph built sample by sample. Inlined into its callers,
-    with the hot rows (NEURON, AFFINE, a per-lane squared error or difference) here and every
+    with the hot rows (NEURON, AFFINE, a per-lane squared error) here and every
     other op in :func:`backward_row`, as ``forward``. ``g`` (float64[lanes]) is
     scratch space for a NEURON row's gradient at its pre-activation.
     """
@@ -846,15 +842,13 @@ def backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, lo, hi, mar
         elif o == AFFINE or o == NEURON:
             if general is not None:
                 affine_backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, i, g)
-        elif (o == SQDIFF or o == SUB) and op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF:
-            a = pidx[s]  # as in forward: both parents per-lane rows
+        elif o == SQDIFF and op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF:
+            a = pidx[s]  # the squared error of a per-lane output and target
             b = pidx[s + 1]
             to_a = op[a] != INPUT
             to_b = op[b] != INPUT
             for lane in range(lanes):
-                d = grad[i, lane]
-                if o == SQDIFF:
-                    d = 2.0 * d * (data[a, lane] - data[b, lane])
+                d = 2.0 * grad[i, lane] * (data[a, lane] - data[b, lane])
                 if to_a:
                     grad[a, lane] += d
                 if to_b:

@@ -424,7 +424,7 @@ def _needs_general_rows(op: np.ndarray, pstart: np.ndarray, pidx: np.ndarray) ->
     """Whether a program has rows the kernels' inline sweeps do not handle themselves.
 
     Those handle NEURON rows with a shared bias and weights over per-lane
-    inputs (a layer's neuron), SQDIFF and SUB over two per-lane rows, SUM and DIV_C; a
+    inputs (a layer's neuron), SQDIFF over two per-lane rows, SUM and DIV_C; a
     program of only such rows (a plain MLP with a squared error) runs in a
     kernel specialised without the generic row code, much quicker to compile.
     """
@@ -435,7 +435,7 @@ def _needs_general_rows(op: np.ndarray, pstart: np.ndarray, pidx: np.ndarray) ->
             n = (len(parents) - 1) // 2
             if not (shared[parents[: n + 1]].all() and not shared[parents[n + 1 :]].any()):
                 return True
-        elif op[i] == kernels.SQDIFF or op[i] == kernels.SUB:
+        elif op[i] == kernels.SQDIFF:
             if shared[parents].any():
                 return True
         elif op[i] not in (kernels.SUM, kernels.DIV_C):
