@@ -156,14 +156,11 @@ class Graph:
 
     def _resize_rows(self, cap: int) -> None:
         with hold_interrupts():  # every array of the new size, or none
-            self._resize_all(cap)
-
-    def _resize_all(self, cap: int) -> None:
-        self.op = _resized(self.op, cap)
-        self.aux = _resized(self.aux, cap)
-        self._set_values(_resized(self.data, cap), _resized(self.grad, cap))
-        self.mark = _resized(self.mark, cap)
-        self.pstart = _resized(self.pstart, cap + 1)
+            self.op = _resized(self.op, cap)
+            self.aux = _resized(self.aux, cap)
+            self._set_values(_resized(self.data, cap), _resized(self.grad, cap))
+            self.mark = _resized(self.mark, cap)
+            self.pstart = _resized(self.pstart, cap + 1)
 
     def _set_values(self, data: np.ndarray, grad: np.ndarray) -> None:
         """Install the (rows, 1) value and gradient arrays, and the 1-D views of
