@@ -268,7 +268,7 @@ class Program:
         noise_seed = int(seeds[1])
         lanes = min(MAX_LANES, batch)
         tape = self._tape(lanes)
-        values = self._current_values()
+        values = tape.shared[self.param_rows]  # a copy, just refreshed from the graph
         order = np.arange(n, dtype=np.int64)
         feed = (self.in_rows, x, order, self.noise_rows)
         p = len(self.params)
