@@ -21,93 +21,26 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from . import op_cases
 from . import reference as ref
 
-UNARY = [
-    "neg",
-    "relu",
-    "tanh",
-    "sigmoid",
-    "sigm",
-    "exp",
-    "log",
-    "leaky_relu",
-    "gelu",
-    "gelu_tanh",
-    "silu",
-    "swish",
-    "softplus",
-    "abs",
-    "abs_method",
-    "sqrt",
-]
-WITH_CONSTANT = [
-    "add_c",
-    "radd_c",
-    "sub_c",
-    "rsub_c",
-    "mul_c",
-    "rmul_c",
-    "div_c",
-    "rdiv_c",
-    "pow_c",
-    "rpow_c",
-]
-BINARY = ["add", "sub", "mul", "div", "pow"]
+UNARY = [c.name for c in op_cases.UNARY + op_cases.ALIASES]
+WITH_CONSTANT = [c.name for c in op_cases.WITH_CONSTANT]
+BINARY = [c.name for c in op_cases.BINARY]
 ALL_OPS = UNARY + WITH_CONSTANT + BINARY
-KINKED = {"relu", "leaky_relu", "abs", "abs_method"}  # not differentiable at 0
+KINKED = {c.name for c in op_cases.CASES.values() if c.kinked}  # not differentiable at 0
 
 LIMIT = 1e3  # largest |value| a resolved program produces
-MARGIN = 0.25  # distance kept from singularities (log 0, 1/0, 0 ** negative)
+MARGIN = op_cases.MARGIN  # distance kept from singularities (log 0, 1/0, 0 ** negative)
 POW_EXPONENTS = [0.0, 1.0, 2.0, 3.0, -1.0, -2.0, 0.5, 1.5, -0.5, 2.5]
 RPOW_BASES = [0.5, 1.5, 2.0, 3.0]
 
 
 def apply(op: str, a, b, c: float):
     """Node ``op`` over nodes ``a``, ``b`` and constant ``c``, with backend-neutral syntax."""
-    if op == "neg":
-        return -a
-    if op == "abs":
-        return abs(a)
-    if op == "abs_method":
-        return a.abs()
     if op == "leaky_relu":
-        return a.leaky_relu(abs(c) * 0.1)
-    if op == "gelu_tanh":
-        return a.gelu(approximate="tanh")
-    if op in UNARY:
-        return getattr(a, op)()
-    if op == "add_c":
-        return a + c
-    if op == "radd_c":
-        return c + a
-    if op == "sub_c":
-        return a - c
-    if op == "rsub_c":
-        return c - a
-    if op == "mul_c":
-        return a * c
-    if op == "rmul_c":
-        return c * a
-    if op == "div_c":
-        return a / c
-    if op == "rdiv_c":
-        return c / a
-    if op == "pow_c":
-        return a**c
-    if op == "rpow_c":
-        return c**a
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    if op == "div":
-        return a / b
-    if op == "pow":
-        return a**b
-    raise AssertionError(op)
+        c = abs(c) * 0.1  # a slope in [0, 0.3]
+    return op_cases.CASES[op].apply(a, b, c)
 
 
 def constant_for(op: str, raw: float) -> float:
@@ -123,29 +56,7 @@ def constant_for(op: str, raw: float) -> float:
 
 def well_conditioned(op: str, x: float, y: float, c: float) -> bool:
     """Whether ``op`` at inputs ``x``, ``y`` stays away from poles and overflow."""
-    if op == "log":
-        return x >= MARGIN
-    if op == "sqrt":
-        return x >= MARGIN
-    if op == "exp":
-        return x <= 6.0
-    if op == "rdiv_c":
-        return abs(x) >= MARGIN
-    if op == "div":
-        return abs(y) >= MARGIN
-    if op == "pow_c":
-        if c != math.floor(c) and x < MARGIN:
-            return False
-        return not (c < 0.0 and abs(x) < MARGIN)
-    if op == "pow":
-        return x >= MARGIN and abs(y) <= 3.0
-    if op == "rpow_c":
-        return x <= 6.0
-    if op in ("gelu", "gelu_tanh"):
-        # far left, GELU is x/2 * (1 + erf or tanh ~ -1): a cancellation whose last bits
-        # differ between libraries; its tails are checked in test_torch's grids instead
-        return abs(x) <= 4.0
-    return True
+    return op_cases.CASES[op].domain(x, y, c)
 
 
 @dataclass

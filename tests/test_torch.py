@@ -10,6 +10,7 @@ from hypothesis import given, settings
 
 import tinyml as tm
 
+from . import op_cases
 from . import reference as ref
 from .programs import mismatches, programs, run, same
 
@@ -122,22 +123,21 @@ class Mismatches(list):
 # ---------------------------------------------------------------------------
 # Per-op grids
 # ---------------------------------------------------------------------------
-UNARY = {
-    "neg": lambda a: -a,
-    "abs": lambda a: abs(a),
-    "relu": lambda a: a.relu(),
-    "tanh": lambda a: a.tanh(),
-    "sigmoid": lambda a: a.sigmoid(),
-    "exp": lambda a: a.exp(),
-    "log": lambda a: a.log(),
-    "sqrt": lambda a: a.sqrt(),
-    "leaky_relu": lambda a: a.leaky_relu(),
-    "leaky_relu_0.2": lambda a: a.leaky_relu(0.2),
-    "gelu": lambda a: a.gelu(),
-    "gelu_tanh": lambda a: a.gelu(approximate="tanh"),
-    "silu": lambda a: a.silu(),
-    "softplus": lambda a: a.softplus(),
-}
+def both(case: op_cases.Case, c: float | None = None):
+    """The case as one function of tinyml Values (its Value syntax) and of TorchScalars
+    (its PyTorch function), with the constant ``c`` (default: the case's own)."""
+    c = case.c if c is None else c
+
+    def fn(a, b=None):
+        if isinstance(a, TorchScalar):
+            return TorchScalar(case.torch(a.t, None if b is None else b.t, c))
+        return case.apply(a, b, c)
+
+    return fn
+
+
+UNARY = {case.name: both(case) for case in op_cases.UNARY}
+UNARY["leaky_relu_0.2"] = both(op_cases.CASES["leaky_relu"], 0.2)
 
 
 def grad_pair(fn, *xs):
@@ -174,38 +174,22 @@ def test_pow_constant_exponent_grid(c):
     assert not bad
 
 
-CONSTANT_OPS = {
-    "add_c": lambda a, c: a + c,
-    "radd_c": lambda a, c: c + a,
-    "sub_c": lambda a, c: a - c,
-    "rsub_c": lambda a, c: c - a,
-    "mul_c": lambda a, c: a * c,
-    "rmul_c": lambda a, c: c * a,
-    "div_c": lambda a, c: a / c,
-    "rdiv_c": lambda a, c: c / a,
-    "rpow_c": lambda a, c: c**a,
-}
+CONSTANT_OPS = {case.name: case for case in op_cases.WITH_CONSTANT}
 
 
 @pytest.mark.parametrize("name", sorted(CONSTANT_OPS))
 @pytest.mark.parametrize("c", [-2.0, -0.5, 0.0, 0.5, 3.0])
 def test_constant_op_grid(name, c):
     bad = Mismatches()
-    fn = CONSTANT_OPS[name]
+    fn = both(CONSTANT_OPS[name], c)
     for x in GRID:
-        (v, [g]), (tv, [tg]) = grad_pair(lambda a, fn=fn, c=c: fn(a, c), x)
+        (v, [g]), (tv, [tg]) = grad_pair(fn, x)
         bad.check(v, tv, (name, c, x, "value"))
         bad.check(g, tg, (name, c, x, "grad"))
     assert not bad
 
 
-BINARY = {
-    "add": lambda a, b: a + b,
-    "sub": lambda a, b: a - b,
-    "mul": lambda a, b: a * b,
-    "div": lambda a, b: a / b,
-    "pow": lambda a, b: a**b,
-}
+BINARY = {case.name: both(case) for case in op_cases.BINARY}
 
 
 @pytest.mark.parametrize("name", sorted(BINARY))

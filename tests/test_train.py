@@ -990,12 +990,21 @@ def test_plain_mlp_programs_run_in_the_lean_kernel_with_the_same_results():
         np.testing.assert_array_equal(a, b)
 
 
-def test_other_losses_use_the_general_kernel():
+def test_only_softmax_rows_and_unusual_layouts_need_the_general_kernel():
+    """Every unary and binary row runs in the lean kernel (hinge: RELU, RSUB_C, ...);
+    a cross-entropy row or an AFFINE row over leaf inputs needs the general one."""
     X, Y = regression_data(10, seed=9)
     model = small_model()
     model.fit(X, np.where(Y > 0, 1.0, -1.0), 1, loss="hinge")
     program = next(p for key, (p, _) in model._programs.items() if key[0] == "hinge")
-    assert program._general is True
+    assert program._general is None
+    with tm.Graph():
+        z = [tm.Value(0.5), tm.Value(-0.5)]
+        x = tm.placeholders(1)
+        assert tm.compile(tm.losses.cross_entropy([z], [0]) + x[0], x, z)._general is True
+        w, b = tm.Value(2.0), tm.Value(1.0)
+        affine = tm.Tensor([[w]]) @ tm.Tensor([[tm.Value(3.0)]]) + b  # a leaf input
+        assert tm.compile(affine[0, 0] * x[0], x, [w, b])._general is True
 
 
 @pytest.mark.parametrize(("reduction", "steps"), [("mean", [1.0, 1.0]), ("sum", [4.0, 2.0])])

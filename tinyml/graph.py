@@ -326,32 +326,21 @@ class Graph:
         return range(n, n + m)
 
     # -- evaluation --------------------------------------------------------------
+    def _tape(self) -> tuple:
+        """The tape's arrays in ``kernels.Tape`` order, as a plain tuple (quicker for
+        Numba's dispatcher to type than the NamedTuple)."""
+        return self.op, self.pstart, self.pidx, self.aux, self.data, self.grad, self.shared, self.shared_grad
+
     def evaluate(self) -> None:
         """Compute every row appended since the last evaluation."""
         if self.n_eval < self.n:
-            kernels.evaluate(
-                self.op, self.pstart, self.pidx, self.aux, self.data, self.shared, self.n_eval, self.n
-            )
+            kernels.evaluate(self._tape(), self.n_eval, self.n)
             self.n_eval = self.n
 
     def backward(self, root: int) -> None:
         """Evaluate pending rows, then accumulate d(root)/d(leaf) into every leaf."""
         self.stamp += 1
-        kernels.eager_backward(
-            self.op,
-            self.pstart,
-            self.pidx,
-            self.aux,
-            self.data,
-            self.grad,
-            self.shared,
-            self.shared_grad,
-            self.mark,
-            self.stamp,
-            self.n_eval,
-            self.n,
-            root,
-        )
+        kernels.eager_backward(self._tape(), self.mark, self.stamp, self.n_eval, self.n, root)
         self.n_eval = self.n
 
 

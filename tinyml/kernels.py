@@ -1,6 +1,6 @@
 """Numba kernels over the tape's plain arrays: forward, backward, update, compaction.
 
-Every kernel takes the tape as separate arrays (see ``tinyml/graph.py``):
+The sweeps take the tape as a :class:`Tape` (eight arrays, see ``tinyml/graph.py``):
 
 - ``op``     uint8[rows]        op code of each row (numbers below)
 - ``pstart`` int64[rows + 1]    row i's parents are ``pidx[pstart[i]:pstart[i+1]]``
@@ -11,6 +11,10 @@ Every kernel takes the tape as separate arrays (see ``tinyml/graph.py``):
 - ``shared``, ``shared_grad``  float64[rows]: the value and gradient of each
   LEAF row, which is the same in every lane (see "Shared rows" below); in
   the one-lane eager graph these are views of ``data[:, 0]`` and ``grad[:, 0]``
+
+Each op's value and derivative are written once, in the scalar rules
+(``unary_value``, ``unary_derivative``, ``binary_value``, ``binary_backward``);
+every sweep calls them.
 
 The eager graph is the one-lane case (L = 1); compiled training replays a
 program with one lane per sample of a batch. Rows are in topological order,
@@ -24,10 +28,12 @@ No ``fastmath``: NaN and inf must propagate, divergence detection relies on it;
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
+from . import ops
 from .ops import Op
 
 JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
@@ -96,16 +102,74 @@ ADAMW_KIND = 2
 RMSPROP_KIND = 3
 
 
+# Arity classes, as literal sets of the codes above; ``CLASS_OF[code]`` is what
+# the sweeps dispatch on. `_check_codes` refuses to import if a code or a set
+# differs from the records of ``tinyml/ops.py``: forgetting one place fails here.
+UNARY_CLASS = 1  # one parent row (and maybe the constant aux)
+BINARY_CLASS = 2  # two parent rows
+NARY_CLASS = 3  # any number of parents, held CSR-style
+LEAF_CODES = (LEAF, INPUT)
+UNARY_CODES = (
+    ADD_C, MUL_C, DIV_C, POW_C, RSUB_C, RDIV_C, LEAKY_RELU,
+    NEG, RELU, TANH, SIGMOID, EXP, LOG, GELU_TANH, GELU_ERF, SILU, SOFTPLUS, ABS, SQRT,
+)  # fmt: skip
+BINARY_CODES = (ADD, SUB, MUL, DIV, POW, BCE, DROPOUT, SQDIFF)
+NARY_CODES = (SUM, AFFINE, LOGSUMEXP, NEURON, CROSS_ENTROPY)
+FUSABLE_CODES = (TANH, SIGMOID, RELU)  # activations a NEURON row applies itself
+
+
+def _class_table() -> np.ndarray:
+    table = np.zeros(256, np.uint8)  # 0: a leaf, or no op at all
+    for cls, codes in ((UNARY_CLASS, UNARY_CODES), (BINARY_CLASS, BINARY_CODES), (NARY_CLASS, NARY_CODES)):
+        table[list(codes)] = cls
+    return table
+
+
+CLASS_OF = _class_table()  # a global array: Numba compiles it in as a constant (of THIS file)
+
+
 def _check_codes() -> None:
+    """Refuse to import if the kernels' literal codes or sets disagree with ``tinyml.ops``."""
     for member in Op:
         if globals().get(member.name) != int(member):
             raise ImportError(
                 f"tinyml.kernels op code {member.name} is {globals().get(member.name)!r}, "
                 f"but tinyml.ops says {int(member)}; the two tables must be identical"
             )
+    for name, mine, theirs in (
+        ("LEAF_CODES", LEAF_CODES, ops.LEAVES),
+        ("UNARY_CODES", UNARY_CODES, ops.UNARY),
+        ("BINARY_CODES", BINARY_CODES, ops.BINARY),
+        ("NARY_CODES", NARY_CODES, ops.NARY),
+        ("FUSABLE_CODES", FUSABLE_CODES, ops.NEURON_ACTIVATIONS),
+    ):
+        if sorted(mine) != sorted(int(m) for m in theirs):
+            raise ImportError(
+                f"tinyml.kernels.{name} is {sorted(mine)}, but tinyml.ops says "
+                f"{sorted(int(m) for m in theirs)}; add the op to both"
+            )
 
 
 _check_codes()
+
+
+class Tape(NamedTuple):
+    """The arrays of a tape, as the sweeps take them (a NamedTuple of arrays: Numba caches it).
+
+    A plain tuple of the same arrays in this order works as well; the eager
+    graph passes one, because Numba's dispatcher types a plain tuple about 1 us
+    faster than a NamedTuple, per call.
+    """
+
+    op: np.ndarray  # uint8[rows]: op code of each row
+    pstart: np.ndarray  # int64[rows + 1]: row i's parents are pidx[pstart[i]:pstart[i + 1]]
+    pidx: np.ndarray  # int64[entries]: parent row numbers, CSR-style
+    aux: np.ndarray  # float64[rows]: a per-row constant (pow exponent, leaky slope, ...)
+    data: np.ndarray  # float64[rows, lanes]: computed and INPUT rows, one value per lane
+    grad: np.ndarray  # float64[rows, lanes]
+    shared: np.ndarray  # float64[rows]: LEAF rows (parameters, constants), one value for all lanes
+    shared_grad: np.ndarray  # float64[rows]: their gradients, summed over lanes
+
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -116,14 +180,8 @@ BCE_EPS = 1e-12  # and bounds p(1-p) below by this in the gradient
 
 
 # ---------------------------------------------------------------------------
-# Scalar math shared by every kernel (one definition of each function)
+# Scalar math shared by every rule (one definition of each function)
 # ---------------------------------------------------------------------------
-@kernel
-def is_unary(o):
-    """One parent row, maybe with the constant aux (see ops.UNARY)."""
-    return (o >= ADD_C and o <= ABS) or o == DIV_C or o == SQRT
-
-
 # Constants of `tanh`: log2(e), and ln 2 split in a part exact in few bits plus the rest.
 LOG2E = 1.4426950408889634
 LN2_HI = 6.93145751953125e-1
@@ -174,24 +232,46 @@ def sigmoid(x):
 
 
 @kernel
+def relu(x):
+    """max(x, 0), with NaN passing through, as in PyTorch."""
+    return 0.0 if x <= 0.0 else x
+
+
+@kernel
 def softplus(x):
     """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
 @kernel
-def unary_forward(o, x, c):
-    """Value of a one-parent row of op ``o`` at input ``x`` (``c`` = aux)."""
+def clamped_log(x):
+    """log(x) bounded below by -100, as PyTorch's binary cross-entropy."""
+    if x <= 0.0:
+        return BCE_LOG_FLOOR
+    return max(math.log(x), BCE_LOG_FLOOR)
+
+
+# ---------------------------------------------------------------------------
+# The rules: each op's value and local derivative, written once. Every sweep
+# (the eager one-lane graph, a program's lanes, training) calls these; fast
+# paths may specialise a layout or pass a constant op code, never restate one.
+# Scalar arguments only, so a call from a lane loop costs no reference counts.
+# ---------------------------------------------------------------------------
+@kernel
+def unary_value(o, x, c):
+    """z = value of a one-parent row of op ``o`` at input ``x`` (``c`` = aux)."""
     if o == TANH:
         return tanh(x)
     if o == SIGMOID:
         return sigmoid(x)
     if o == RELU:
-        return 0.0 if x <= 0.0 else x  # NaN passes through, as in PyTorch
+        return relu(x)
     if o == ADD_C:
         return x + c
     if o == MUL_C:
         return x * c
+    if o == DIV_C:
+        return x / c
     if o == POW_C:
         if c == 2.0:
             return x * x
@@ -202,8 +282,6 @@ def unary_forward(o, x, c):
         return c / x
     if o == SQRT:
         return math.sqrt(x)
-    if o == DIV_C:
-        return x / c
     if o == NEG:
         return -x
     if o == EXP:
@@ -229,57 +307,117 @@ def unary_forward(o, x, c):
 
 @kernel
 def unary_derivative(o, x, z, c):
-    """d(row)/d(parent) of a one-parent row: input ``x``, output ``z``, aux ``c``."""
+    """dz/dx of a one-parent row of op ``o``: input ``x``, output ``z``, aux ``c``.
+
+    The fusable activations (tanh, sigmoid, relu) read only ``z`` (relu its
+    sign, which ``x`` shares), so a NEURON row passes ``x = z``.
+    """
     if o == TANH:
-        return 1.0 - z * z
+        return 1.0 - z * z  # d tanh x = 1 - tanh^2 x
     if o == SIGMOID:
-        return z * (1.0 - z)
+        return z * (1.0 - z)  # d s(x) = s (1 - s)
     if o == RELU:
         return 0.0 if x <= 0.0 else 1.0  # at NaN the gradient passes, as in PyTorch
     if o == ADD_C:
-        return 1.0
+        return 1.0  # d (x + c) = 1
     if o == MUL_C:
-        return c
-    if o == POW_C:
+        return c  # d (x c) = c
+    if o == DIV_C:
+        return 1.0 / c  # d (x / c) = 1 / c
+    if o == POW_C:  # d x^c = c x^(c-1), 0 for c = 0 (x^0 is constant, even at 0)
         if c == 2.0:
             return 2.0 * x
         if c == 0.0:
             return 0.0
         return c * x ** (c - 1.0)
     if o == RSUB_C:
-        return -1.0
+        return -1.0  # d (c - x) = -1
     if o == RDIV_C:
-        return -c / (x * x)
+        return -c / (x * x)  # d (c / x) = -c / x^2
     if o == SQRT:
-        return 0.5 / z  # as PyTorch: inf at 0, NaN below
-    if o == DIV_C:
-        return 1.0 / c
+        return 0.5 / z  # d sqrt x = 1 / (2 sqrt x): inf at 0, NaN below, as PyTorch
     if o == NEG:
-        return -1.0
+        return -1.0  # d (-x) = -1
     if o == EXP:
-        return z
+        return z  # d e^x = e^x
     if o == LOG:
-        return 1.0 / x
+        return 1.0 / x  # d log x = 1 / x
     if o == LEAKY_RELU:
-        return 1.0 if x > 0.0 else c
-    if o == GELU_TANH:
+        return 1.0 if x > 0.0 else c  # slope c left of 0, at 0 too (PyTorch)
+    if o == GELU_TANH:  # d x/2 (1 + t(u)) = (1 + t)/2 + x/2 (1 - t^2) u'
         t = tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x))
         dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt
-    if o == GELU_ERF:
+    if o == GELU_ERF:  # d x Phi(x) = Phi(x) + x phi(x)
         return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
-    if o == SILU:
+    if o == SILU:  # d x s(x) = s + x s (1 - s)
         s = sigmoid(x)
         return s * (1.0 + x * (1.0 - s))
     if o == SOFTPLUS:
-        return sigmoid(x)
-    if o == ABS:
+        return sigmoid(x)  # d log(1 + e^x) = s(x)
+    if o == ABS:  # d |x| = sign x, 0 at 0
         if x > 0.0:
             return 1.0
         if x < 0.0:
             return -1.0
         return 0.0
     return math.nan
+
+
+@kernel
+def binary_value(o, x, y, c):
+    """z = value of a two-parent row of op ``o`` at inputs ``x``, ``y`` (``c`` = aux)."""
+    if o == ADD:
+        return x + y
+    if o == SUB:
+        return x - y
+    if o == MUL:
+        return x * y
+    if o == DIV:
+        return x / y
+    if o == POW:
+        return x**y
+    if o == SQDIFF:
+        return (x - y) * (x - y)
+    if o == BCE:  # x = p, y = target; p outside [0, 1] is no probability: NaN
+        bce = -(y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x))
+        return bce if 0.0 <= x <= 1.0 else math.nan
+    if o == DROPOUT:  # y is the uniform draw, c the rate
+        return x / (1.0 - c) if y >= c else 0.0
+    return math.nan
+
+
+@kernel
+def binary_backward(o, x, y, z, c, g):
+    """(g dz/dx, g dz/dy) of a two-parent row: inputs ``x``, ``y``, output ``z``, aux ``c``.
+
+    The incoming gradient ``g`` goes in, so each product is rounded as PyTorch
+    rounds it (``g / y`` rather than ``g * (1 / y)``).
+    """
+    if o == ADD:
+        return g, g  # d (x + y) = (1, 1)
+    if o == SUB:
+        return g, -g  # d (x - y) = (1, -1)
+    if o == MUL:
+        return g * y, g * x  # d (x y) = (y, x)
+    if o == DIV:
+        return g / y, -g * (z / y)  # d (x / y) = (1 / y, -(x / y) / y): no overflow in y * y
+    if o == POW:
+        # d x^y = (y x^(y-1), x^y log x); the first 0 where y == 0 (x^0 is constant,
+        # even at x = 0), the second 0 where x == 0 and y >= 0 (PyTorch's conventions)
+        dx = g * y * x ** (y - 1.0) if y != 0.0 else 0.0
+        dy = g * z * math.log(x) if not (x == 0.0 and y >= 0.0) else 0.0
+        return dx, dy
+    if o == SQDIFF:
+        d = 2.0 * g * (x - y)  # d (x - y)^2 = (2 (x - y), -2 (x - y))
+        return d, -d
+    if o == BCE:  # d bce = ((p - y) / (p (1 - p)), log(1 - p) - log p); NaN outside [0, 1]
+        if not 0.0 <= x <= 1.0:
+            return math.nan, math.nan
+        return g * (x - y) / max(x * (1.0 - x), BCE_EPS), g * (clamped_log(1.0 - x) - clamped_log(x))
+    if o == DROPOUT:  # d = (1 / (1 - c) where kept, else 0; the draw y gets none)
+        return (g / (1.0 - c) if y >= c else 0.0), 0.0
+    return math.nan, math.nan
 
 
 # ---------------------------------------------------------------------------
@@ -297,7 +435,8 @@ def unary_derivative(o, x, z, c):
 # helper's array arguments with reference-count calls, which its pruning pass
 # does not always remove inside a branchy loop: the cross-entropy's AFFINE row,
 # with such a helper in its loop over lanes, ran 70 times slower than with the
-# expression written out.
+# expression written out. No sweep calls, per row, a compiled function that
+# takes an array (about 100 ns each); the rules above take scalars.
 # ---------------------------------------------------------------------------
 @inline_kernel
 def affine_row(op, pstart, pidx, data, shared, i):
@@ -348,7 +487,11 @@ def usual_layout(op, pstart, pidx, i):
 
 @inline_kernel
 def activate(act, data, lo, hi):
-    """Apply a NEURON activation (op code ``act``; 0: none) to rows lo..hi-1 in place."""
+    """Apply a NEURON activation (op code ``act``; 0: none) to rows lo..hi-1 in place.
+
+    One loop per activation, each calling the function its rule in ``unary_value``
+    calls, so the compiler sees one formula and vectorises the loop.
+    """
     lanes = data.shape[1]
     if act == TANH:
         for r in range(lo, hi):
@@ -361,20 +504,29 @@ def activate(act, data, lo, hi):
     elif act == RELU:
         for r in range(lo, hi):
             for lane in range(lanes):
-                x = data[r, lane]
-                data[r, lane] = 0.0 if x <= 0.0 else x
+                data[r, lane] = relu(data[r, lane])
 
 
-@kernel
-def neuron_grad(act, g, z):
-    """Gradient at a NEURON row's pre-activation, from its output ``z`` and its grad ``g``."""
+@inline_kernel
+def pre_activation_grad(act, grad, data, i, g):
+    """g[lane] = grad[i, lane] * (the derivative of NEURON row i's activation ``act``),
+    from the row's output alone (see ``unary_derivative``); act 0: none."""
+    lanes = data.shape[1]
     if act == TANH:
-        return g * (1.0 - z * z)
-    if act == SIGMOID:
-        return g * z * (1.0 - z)
-    if act == RELU:
-        return 0.0 if z <= 0.0 else g  # at NaN the gradient passes, as in PyTorch
-    return g
+        for lane in range(lanes):
+            z = data[i, lane]
+            g[lane] = grad[i, lane] * unary_derivative(TANH, z, z, 0.0)
+    elif act == SIGMOID:
+        for lane in range(lanes):
+            z = data[i, lane]
+            g[lane] = grad[i, lane] * unary_derivative(SIGMOID, z, z, 0.0)
+    elif act == RELU:
+        for lane in range(lanes):
+            z = data[i, lane]
+            g[lane] = grad[i, lane] * unary_derivative(RELU, z, z, 0.0)
+    else:
+        for lane in range(lanes):
+            g[lane] = grad[i, lane]
 
 
 @inline_kernel
@@ -429,143 +581,33 @@ def wide_weight_grads(op, pstart, pidx, data, shared_grad, g, i):
             shared_grad[w] += acc
 
 
-@kernel
-def clamped_log(x):
-    """log(x) bounded below by -100, as PyTorch's binary cross-entropy."""
-    if x <= 0.0:
-        return BCE_LOG_FLOOR
-    return max(math.log(x), BCE_LOG_FLOOR)
-
-
 # ---------------------------------------------------------------------------
 # Forward: rows lo..hi-1, ascending, every lane
 # ---------------------------------------------------------------------------
-@kernel
-def forward_row(op, pstart, pidx, aux, data, shared, i):
-    """Evaluate row i of an op that ``forward`` does not handle inline (NEURON,
-    SUM, DIV_C and a per-lane SQDIFF it does), out of line."""
-    lanes = data.shape[1]
-    o = op[i]
-    s = pstart[i]
-    if o == AFFINE:
-        affine_row(op, pstart, pidx, data, shared, i)
-    elif o <= POW or o == BCE or o == DROPOUT or o == SQDIFF:
-        a = pidx[s]
-        b = pidx[s + 1]
-        leaf_a = op[a] == LEAF
-        leaf_b = op[b] == LEAF
-        for lane in range(lanes):
-            x = shared[a] if leaf_a else data[a, lane]
-            y = shared[b] if leaf_b else data[b, lane]
-            if o == ADD:
-                data[i, lane] = x + y
-            elif o == SUB:
-                data[i, lane] = x - y
-            elif o == MUL:
-                data[i, lane] = x * y
-            elif o == DIV:
-                data[i, lane] = x / y
-            elif o == POW:
-                data[i, lane] = x**y
-            elif o == BCE:  # x = p, y = target; p outside [0, 1] is no probability: NaN
-                bce = -(y * clamped_log(x) + (1.0 - y) * clamped_log(1.0 - x))
-                data[i, lane] = bce if 0.0 <= x <= 1.0 else math.nan
-            elif o == SQDIFF:
-                data[i, lane] = (x - y) * (x - y)
-            else:  # DROPOUT: y is the uniform draw
-                data[i, lane] = x / (1.0 - aux[i]) if y >= aux[i] else 0.0
-    elif is_unary(o):
-        a = pidx[s]
-        leaf_a = op[a] == LEAF
-        c = aux[i]
-        for lane in range(lanes):
-            data[i, lane] = unary_forward(o, shared[a] if leaf_a else data[a, lane], c)
-    elif o == LOGSUMEXP:
-        e = pstart[i + 1]
-        for lane in range(lanes):
-            # subtract the largest input so no exp overflows (logits of 1000 are fine)
-            m = -math.inf
-            has_nan = False
-            for k in range(s, e):
-                p = pidx[k]
-                v = shared[p] if op[p] == LEAF else data[p, lane]
-                if v != v:
-                    has_nan = True
-                elif v > m:
-                    m = v
-            if has_nan:
-                data[i, lane] = math.nan
-            elif math.isinf(m):
-                data[i, lane] = m  # all -inf gives -inf; any +inf gives +inf
-            else:
-                acc = 0.0
-                for k in range(s, e):
-                    p = pidx[k]
-                    acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
-                data[i, lane] = m + math.log(acc)
-    elif o == CROSS_ENTROPY:
-        # -sum_j t_j * log_softmax(z)_j, log_softmax(z)_j = (z_j - m) - L with m = max z
-        # and L = log sum exp(z - m), as PyTorch: two large numbers are never subtracted
-        # after the logarithm, so logits of 1e16 keep full precision
-        label = int(aux[i])  # the class index; -1: parents k..2k-1 are a target row
-        k = pstart[i + 1] - s if label >= 0 else (pstart[i + 1] - s) // 2
-        for lane in range(lanes):
-            m = -math.inf
-            has_nan = False
-            for j in range(k):
-                p = pidx[s + j]
-                v = shared[p] if op[p] == LEAF else data[p, lane]
-                if v != v:
-                    has_nan = True
-                elif v > m:
-                    m = v
-            if has_nan or math.isinf(m):  # a NaN logit, a +inf one or all -inf: NaN, as PyTorch
-                data[i, lane] = math.nan
-                continue
-            acc = 0.0
-            for j in range(k):
-                p = pidx[s + j]
-                acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
-            big_l = math.log(acc)
-            if label >= 0:
-                p = pidx[s + label]
-                data[i, lane] = (m - (shared[p] if op[p] == LEAF else data[p, lane])) + big_l
-            else:
-                loss = 0.0
-                for j in range(k):
-                    p = pidx[s + j]
-                    q = pidx[s + k + j]
-                    t = shared[q] if op[q] == LEAF else data[q, lane]
-                    loss += t * ((m - (shared[p] if op[p] == LEAF else data[p, lane])) + big_l)
-                data[i, lane] = loss
-    else:
-        for lane in range(lanes):
-            data[i, lane] = math.nan
-
-
 @inline_kernel
-def forward(op, pstart, pidx, aux, data, shared, lo, hi, general):
-    """Evaluate rows ``lo <= i < hi``; leaves and inputs keep the data they hold.
+def forward(tape, lo, hi, general):
+    """Evaluate rows ``lo <= i < hi`` of ``tape``; leaves and inputs keep the data they hold.
 
-    Inlined into the kernels that call it (no per-call reference counting);
-    the hot rows of a network (NEURON, a per-lane squared error, SUM, DIV_C)
-    are handled here, every other op in :func:`forward_row`, one call per row, which keeps
-    this body, and so the compile time of each kernel inlining it, small.
-    ``general=None`` promises that no other op occurs (see ``Program``): Numba
-    then prunes the call, and a kernel specialised that way never compiles
-    the generic row code, seconds of cold start for a plain MLP.
+    Inlined into the kernels that call it (no per-call reference counting).
+    Every op is handled here, with no per-row call that takes an array.
+    ``general=None`` promises that no LOGSUMEXP or CROSS_ENTROPY row occurs,
+    and no AFFINE/NEURON row other than a layer's neuron (see ``Program``):
+    Numba then prunes their code, which a plain MLP's training kernel then
+    never compiles.
     """
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
     i = lo
     while i < hi:
         o = op[i]
-        if o == NEURON:
-            # A run of NEURON rows with one activation, none reading another (a
-            # layer): all affine parts first, then the activation over the whole
-            # run in one loop nest, so independent activations overlap in flight.
+        s = pstart[i]
+        if o == NEURON or o == AFFINE:
+            # A run of NEURON rows with one activation (or of AFFINE rows), none reading
+            # another (a layer): all affine parts first, then the activation over the
+            # whole run in one loop nest, so independent activations overlap in flight.
             start = i
-            act = aux[i]
-            while i < hi and op[i] == NEURON and aux[i] == act:
+            act = aux[i] if o == NEURON else 0.0
+            while i < hi and op[i] == o and (o == AFFINE or aux[i] == act):
                 last_parent = -1
                 for k in range(pstart[i], pstart[i + 1]):
                     last_parent = max(last_parent, pidx[k])
@@ -575,284 +617,206 @@ def forward(op, pstart, pidx, aux, data, shared, lo, hi, general):
                 i += 1
             activate(act, data, start, i)
             continue
-        if o == SQDIFF and op[pidx[pstart[i]]] != LEAF and op[pidx[pstart[i] + 1]] != LEAF:
-            a = pidx[pstart[i]]  # the squared error of a per-lane output and target
-            b = pidx[pstart[i] + 1]
+        cls = CLASS_OF[o]
+        if cls == UNARY_CLASS:
+            a = pidx[s]
+            c = aux[i]
+            if op[a] == LEAF:
+                v = unary_value(o, shared[a], c)
+                for lane in range(lanes):
+                    data[i, lane] = v
+            else:
+                for lane in range(lanes):
+                    data[i, lane] = unary_value(o, data[a, lane], c)
+        elif cls == BINARY_CLASS:
+            a = pidx[s]
+            b = pidx[s + 1]
+            leaf_a = op[a] == LEAF
+            leaf_b = op[b] == LEAF
+            c = aux[i]
             for lane in range(lanes):
-                d = data[a, lane] - data[b, lane]
-                data[i, lane] = d * d
-        elif o == SUM:  # summing a loss over outputs
+                x = shared[a] if leaf_a else data[a, lane]
+                y = shared[b] if leaf_b else data[b, lane]
+                data[i, lane] = binary_value(o, x, y, c)
+        elif o == SUM:
             for lane in range(lanes):
                 data[i, lane] = 0.0
-            for k in range(pstart[i], pstart[i + 1]):
+            for k in range(s, pstart[i + 1]):
                 p = pidx[k]
                 leaf_p = op[p] == LEAF
                 for lane in range(lanes):
                     data[i, lane] += shared[p] if leaf_p else data[p, lane]
-        elif o == DIV_C:  # and averaging it
-            a = pidx[pstart[i]]
-            leaf_a = op[a] == LEAF
+        elif general is not None and o == LOGSUMEXP:
+            e = pstart[i + 1]
             for lane in range(lanes):
-                data[i, lane] = (shared[a] if leaf_a else data[a, lane]) / aux[i]
+                # subtract the largest input so no exp overflows (logits of 1000 are fine)
+                m = -math.inf
+                has_nan = False
+                for k in range(s, e):
+                    p = pidx[k]
+                    v = shared[p] if op[p] == LEAF else data[p, lane]
+                    if v != v:
+                        has_nan = True
+                    elif v > m:
+                        m = v
+                if has_nan:
+                    data[i, lane] = math.nan
+                elif math.isinf(m):
+                    data[i, lane] = m  # all -inf gives -inf; any +inf gives +inf
+                else:
+                    acc = 0.0
+                    for k in range(s, e):
+                        p = pidx[k]
+                        acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
+                    data[i, lane] = m + math.log(acc)
+        elif general is not None and o == CROSS_ENTROPY:
+            # -sum_j t_j * log_softmax(z)_j, log_softmax(z)_j = (z_j - m) - L with m = max z
+            # and L = log sum exp(z - m), as PyTorch: two large numbers are never subtracted
+            # after the logarithm, so logits of 1e16 keep full precision
+            label = int(aux[i])  # the class index; -1: parents k..2k-1 are a target row
+            k = pstart[i + 1] - s if label >= 0 else (pstart[i + 1] - s) // 2
+            for lane in range(lanes):
+                m = -math.inf
+                has_nan = False
+                for j in range(k):
+                    p = pidx[s + j]
+                    v = shared[p] if op[p] == LEAF else data[p, lane]
+                    if v != v:
+                        has_nan = True
+                    elif v > m:
+                        m = v
+                if has_nan or math.isinf(m):  # a NaN logit, a +inf one or all -inf: NaN, as PyTorch
+                    data[i, lane] = math.nan
+                    continue
+                acc = 0.0
+                for j in range(k):
+                    p = pidx[s + j]
+                    acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
+                big_l = math.log(acc)
+                if label >= 0:
+                    p = pidx[s + label]
+                    data[i, lane] = (m - (shared[p] if op[p] == LEAF else data[p, lane])) + big_l
+                else:
+                    loss = 0.0
+                    for j in range(k):
+                        p = pidx[s + j]
+                        q = pidx[s + k + j]
+                        t = shared[q] if op[q] == LEAF else data[q, lane]
+                        loss += t * ((m - (shared[p] if op[p] == LEAF else data[p, lane])) + big_l)
+                    data[i, lane] = loss
         elif o != LEAF and o != INPUT:
-            if general is not None:  # (None: the caller knows no such row exists)
-                forward_row(op, pstart, pidx, aux, data, shared, i)
+            for lane in range(lanes):
+                data[i, lane] = math.nan  # not an op the kernels know
         i += 1
 
 
 @kernel
-def evaluate(op, pstart, pidx, aux, data, shared, lo, hi):
+def evaluate(tape, lo, hi):
     """``forward`` as a kernel of its own, for the eager graph (``Graph.evaluate``
     and the eager backward), which run it once per call: one compiled copy."""
-    forward(op, pstart, pidx, aux, data, shared, lo, hi, True)
+    forward(tape, lo, hi, True)
 
 
 # ---------------------------------------------------------------------------
 # Backward: each row's gradient, times each local derivative, into its parents
 # ---------------------------------------------------------------------------
-@kernel
-def backward_row(op, pstart, pidx, aux, data, grad, shared, shared_grad, i):
-    """Pass row i's gradient to its parents, for an op that ``backward`` does not
-    handle itself (AFFINE, NEURON, SUM, DIV_C and a per-lane SQDIFF it does),
-    out of line. Lanes run last first."""
-    lanes = data.shape[1]
-    o = op[i]
-    s = pstart[i]
-    if o <= POW or o == BCE or o == DROPOUT or o == SQDIFF:
-        a = pidx[s]
-        b = pidx[s + 1]
-        oa = op[a]
-        ob = op[b]
-        c = aux[i]
-        for lane in range(lanes - 1, -1, -1):
-            gi = grad[i, lane]
-            x = shared[a] if oa == LEAF else data[a, lane]
-            y = shared[b] if ob == LEAF else data[b, lane]
-            da = 0.0  # gi times d(row)/dx, and below d(row)/dy
-            db = 0.0
-            if o == ADD:
-                da = gi
-                db = gi
-            elif o == SUB:
-                da = gi
-                db = -gi
-            elif o == MUL:
-                da = gi * y
-                db = gi * x
-            elif o == DIV:
-                da = gi / y
-                db = -gi * (data[i, lane] / y)  # (x / y) / y: no overflow in y * y, as PyTorch
-            elif o == POW:
-                # d/dx x^y = y x^(y-1) (0 where y == 0: x^0 is constant, even at
-                # x = 0); d/dy x^y = x^y log x, 0 where x == 0 and y >= 0
-                # (PyTorch's conventions, so x = 0 gives no NaN)
-                if y != 0.0:
-                    da = gi * y * x ** (y - 1.0)
-                if not (x == 0.0 and y >= 0.0):
-                    db = gi * data[i, lane] * math.log(x)
-            elif o == SQDIFF:
-                da = 2.0 * gi * (x - y)
-                db = -da
-            elif o == BCE:  # x = p, y = target (NaN outside [0, 1], as the value)
-                da = gi * (x - y) / max(x * (1.0 - x), BCE_EPS) if 0.0 <= x <= 1.0 else math.nan
-                db = gi * (clamped_log(1.0 - x) - clamped_log(x)) if 0.0 <= x <= 1.0 else math.nan
-            elif y >= c:  # DROPOUT: the draw y gets no gradient
-                da = gi / (1.0 - c)
-            # into the parents: a shared row sums its lanes, an input takes nothing
-            if oa == LEAF:
-                shared_grad[a] += da
-            elif oa != INPUT:
-                grad[a, lane] += da
-            if ob == LEAF:
-                shared_grad[b] += db
-            elif ob != INPUT:
-                grad[b, lane] += db
-    elif o == TANH:
-        a = pidx[s]
-        oa = op[a]
-        if oa == LEAF:
-            for lane in range(lanes - 1, -1, -1):
-                z = data[i, lane]
-                shared_grad[a] += grad[i, lane] * (1.0 - z * z)
-        elif oa != INPUT:  # a computed row: one vectorisable loop
-            for lane in range(lanes):
-                z = data[i, lane]
-                grad[a, lane] += grad[i, lane] * (1.0 - z * z)
-    elif is_unary(o):
-        a = pidx[s]
-        oa = op[a]
-        c = aux[i]
-        for lane in range(lanes - 1, -1, -1):
-            x = shared[a] if oa == LEAF else data[a, lane]
-            d = grad[i, lane] * unary_derivative(o, x, data[i, lane], c)
-            if oa == LEAF:
-                shared_grad[a] += d
-            elif oa != INPUT:
-                grad[a, lane] += d
-    elif o == LOGSUMEXP:
-        # d lse / d p_k = softmax_k = exp(p_k - lse), as PyTorch computes it. Where the
-        # logits are so large (or non-finite) that lse = m + log(sum) has rounded to
-        # m, it is exp(p_k - m) / sum_j exp(p_j - m), m = max p_j, recomputed.
-        e = pstart[i + 1]
-        for lane in range(lanes - 1, -1, -1):
-            lse = data[i, lane]
-            gl = grad[i, lane]
-            if not abs(lse) < 1e15:
-                lse = -math.inf  # now the largest input
-                for k in range(s, e):
-                    p = pidx[k]
-                    lse = max(lse, shared[p] if op[p] == LEAF else data[p, lane])
-                acc = 0.0
-                for k in range(s, e):
-                    p = pidx[k]
-                    acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - lse)
-                gl /= acc
-            for k in range(s, e):
-                p = pidx[k]
-                op_p = op[p]
-                d = gl * math.exp((shared[p] if op_p == LEAF else data[p, lane]) - lse)
-                if op_p == LEAF:
-                    shared_grad[p] += d
-                elif op_p != INPUT:
-                    grad[p, lane] += d
-    elif o == CROSS_ENTROPY:
-        # d/dz_j = c * softmax_j - t_j (c = sum t, 1 for a class index), softmax_j =
-        # exp(z_j - m) / sum exp(z - m); d/dt_j = (m - z_j) + L = -log_softmax_j
-        label = int(aux[i])
-        k = pstart[i + 1] - s if label >= 0 else (pstart[i + 1] - s) // 2
-        e = np.empty(k)  # exp(z_j - m), one lane at a time
-        for lane in range(lanes - 1, -1, -1):
-            gl = grad[i, lane]
-            m = -math.inf
-            for j in range(k):
-                p = pidx[s + j]
-                m = max(m, shared[p] if op[p] == LEAF else data[p, lane])
-            acc = 0.0
-            for j in range(k):
-                p = pidx[s + j]
-                e[j] = math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
-                acc += e[j]
-            c = 1.0
-            if label < 0:
-                c = 0.0
-                for j in range(k):
-                    q = pidx[s + k + j]
-                    c += shared[q] if op[q] == LEAF else data[q, lane]
-            big_l = math.log(acc)
-            for j in range(k):
-                p = pidx[s + j]
-                op_p = op[p]
-                if label >= 0:
-                    t = 1.0 if j == label else 0.0
-                else:
-                    q = pidx[s + k + j]
-                    op_q = op[q]
-                    t = shared[q] if op_q == LEAF else data[q, lane]
-                    if op_q != INPUT:  # a target that is a Value: -log_softmax_j
-                        dt = gl * ((m - (shared[p] if op_p == LEAF else data[p, lane])) + big_l)
-                        if op_q == LEAF:
-                            shared_grad[q] += dt
-                        else:
-                            grad[q, lane] += dt
-                dz = gl * (c * (e[j] / acc) - t)
-                if op_p == LEAF:
-                    shared_grad[p] += dz
-                elif op_p != INPUT:
-                    grad[p, lane] += dz
-
-
-@kernel
-def affine_backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, i, g):
-    """Backward of an AFFINE/NEURON row of any layout (out of line: see ``backward``);
-    ``g`` (float64[lanes]) is the caller's scratch space."""
-    lanes = data.shape[1]
-    s = pstart[i]
-    o = op[i]
-    n = (pstart[i + 1] - s - 1) // 2
-    act = aux[i] if o == NEURON else 0.0
-    for lane in range(lanes):
-        g[lane] = neuron_grad(act, grad[i, lane], data[i, lane])
-    b = pidx[s]
-    if op[b] == LEAF:
-        acc = 0.0
-        for lane in range(lanes - 1, -1, -1):
-            acc += g[lane]
-        shared_grad[b] += acc
-    elif op[b] != INPUT:
-        for lane in range(lanes):
-            grad[b, lane] += g[lane]
-    for j in range(n):
-        w = pidx[s + 1 + j]
-        x = pidx[s + 1 + n + j]
-        ow = op[w]
-        ox = op[x]
-        if ow == LEAF:
-            shared_grad[w] += lane_dot(g, ox == LEAF, data, shared, x, lanes)
-        elif ow != INPUT:
-            for lane in range(lanes):
-                grad[w, lane] += g[lane] * (shared[x] if ox == LEAF else data[x, lane])
-        if ox == LEAF:
-            shared_grad[x] += lane_dot(g, ow == LEAF, data, shared, w, lanes)
-        elif ox != INPUT:
-            for lane in range(lanes):
-                grad[x, lane] += g[lane] * (shared[w] if ow == LEAF else data[w, lane])
-
-
 @inline_kernel
-def backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, lo, hi, mark, stamp, clear, g, general):
-    """Descending sweep over rows ``hi-1 .. lo``.
+def backward(tape, lo, hi, mark, stamp, clear, g, general):
+    """Descending sweep over rows ``hi-1 .. lo`` of ``tape``.
 
     With ``stamp >= 0`` only rows with ``mark[i] == stamp`` take part (the eager
     graph's ancestors of a root); with ``stamp < 0`` every computed row does.
     With ``clear``, each swept row's own gradient is set to 0 once it has been
     passed on (training reuses the tape for the next batch without a zeroing
-    pass). Lanes run last first, so shared (LEAF) gradients add up in the
-    order of an eager graph built sample by sample. Inlined into its callers,
-    with the hot rows (NEURON, AFFINE, a per-lane squared error) here and every
-    other op in :func:`backward_row`, as ``forward``. ``g`` (float64[lanes]) is
-    scratch space for a NEURON row's gradient at its pre-activation.
+    pass). Lanes run last first into shared rows, so shared (LEAF) gradients
+    add up in the order of an eager graph built sample by sample. Inlined into
+    its callers, as ``forward``, with the same meaning of ``general``. ``g``
+    (float64[lanes]) is scratch space for a NEURON row's gradient at its
+    pre-activation.
     """
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
     for i in range(hi - 1, lo - 1, -1):
         o = op[i]
         if o == LEAF or o == INPUT or (stamp >= 0 and mark[i] != stamp):
             continue
         s = pstart[i]
-        if (o == AFFINE or o == NEURON) and usual_layout(op, pstart, pidx, i):
-            # a layer's neuron: shared bias and weights, per-lane inputs
+        cls = CLASS_OF[o]
+        if o == AFFINE or o == NEURON:
             n = (pstart[i + 1] - s - 1) // 2
-            act = aux[i] if o == NEURON else 0.0
-            for lane in range(lanes):
-                g[lane] = neuron_grad(act, grad[i, lane], data[i, lane])
-            acc = 0.0
-            for lane in range(lanes - 1, -1, -1):
-                acc += g[lane]
-            shared_grad[pidx[s]] += acc
-            if lanes >= WIDE:
-                wide_weight_grads(op, pstart, pidx, data, shared_grad, g, i)
-            for j in range(n):
-                w = pidx[s + 1 + j]
-                x = pidx[s + 1 + n + j]
-                if lanes < WIDE:
-                    shared_grad[w] += lane_dot(g, False, data, shared, x, lanes)
-                if op[x] != INPUT:
-                    wv = shared[w]
+            pre_activation_grad(aux[i] if o == NEURON else 0.0, grad, data, i, g)
+            if usual_layout(op, pstart, pidx, i):
+                # a layer's neuron: shared bias and weights, per-lane inputs
+                acc = 0.0
+                for lane in range(lanes - 1, -1, -1):
+                    acc += g[lane]
+                shared_grad[pidx[s]] += acc
+                if lanes >= WIDE:
+                    wide_weight_grads(op, pstart, pidx, data, shared_grad, g, i)
+                for j in range(n):
+                    w = pidx[s + 1 + j]
+                    x = pidx[s + 1 + n + j]
+                    if lanes < WIDE:
+                        shared_grad[w] += lane_dot(g, False, data, shared, x, lanes)
+                    if op[x] != INPUT:
+                        wv = shared[w]
+                        for lane in range(lanes):
+                            grad[x, lane] += g[lane] * wv
+            elif general is not None:  # any other layout: bias, weights and inputs of every kind
+                b = pidx[s]
+                if op[b] == LEAF:
+                    acc = 0.0
+                    for lane in range(lanes - 1, -1, -1):
+                        acc += g[lane]
+                    shared_grad[b] += acc
+                elif op[b] != INPUT:
                     for lane in range(lanes):
-                        grad[x, lane] += g[lane] * wv
-        elif o == AFFINE or o == NEURON:
-            if general is not None:
-                affine_backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, i, g)
-        elif o == SQDIFF and op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF:
-            a = pidx[s]  # the squared error of a per-lane output and target
+                        grad[b, lane] += g[lane]
+                for j in range(n):
+                    w = pidx[s + 1 + j]
+                    x = pidx[s + 1 + n + j]
+                    ow = op[w]
+                    ox = op[x]
+                    if ow == LEAF:
+                        shared_grad[w] += lane_dot(g, ox == LEAF, data, shared, x, lanes)
+                    elif ow != INPUT:
+                        for lane in range(lanes):
+                            grad[w, lane] += g[lane] * (shared[x] if ox == LEAF else data[x, lane])
+                    if ox == LEAF:
+                        shared_grad[x] += lane_dot(g, ow == LEAF, data, shared, w, lanes)
+                    elif ox != INPUT:
+                        for lane in range(lanes):
+                            grad[x, lane] += g[lane] * (shared[w] if ow == LEAF else data[w, lane])
+        elif cls == UNARY_CLASS:
+            a = pidx[s]
+            oa = op[a]
+            c = aux[i]
+            if oa == LEAF:
+                x = shared[a]
+                for lane in range(lanes - 1, -1, -1):
+                    shared_grad[a] += grad[i, lane] * unary_derivative(o, x, data[i, lane], c)
+            elif oa != INPUT:
+                for lane in range(lanes):
+                    grad[a, lane] += grad[i, lane] * unary_derivative(o, data[a, lane], data[i, lane], c)
+        elif cls == BINARY_CLASS:
+            a = pidx[s]
             b = pidx[s + 1]
-            to_a = op[a] != INPUT
-            to_b = op[b] != INPUT
-            for lane in range(lanes):
-                d = 2.0 * grad[i, lane] * (data[a, lane] - data[b, lane])
-                if to_a:
-                    grad[a, lane] += d
-                if to_b:
-                    grad[b, lane] -= d
+            oa = op[a]
+            ob = op[b]
+            c = aux[i]
+            for lane in range(lanes - 1, -1, -1):
+                x = shared[a] if oa == LEAF else data[a, lane]
+                y = shared[b] if ob == LEAF else data[b, lane]
+                da, db = binary_backward(o, x, y, data[i, lane], c, grad[i, lane])
+                # into the parents: a shared row sums its lanes, an input takes nothing
+                if oa == LEAF:
+                    shared_grad[a] += da
+                elif oa != INPUT:
+                    grad[a, lane] += da
+                if ob == LEAF:
+                    shared_grad[b] += db
+                elif ob != INPUT:
+                    grad[b, lane] += db
         elif o == SUM:
             for k in range(s, pstart[i + 1]):
                 p = pidx[k]
@@ -862,18 +826,75 @@ def backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, lo, hi, mar
                 elif op[p] != INPUT:
                     for lane in range(lanes):
                         grad[p, lane] += grad[i, lane]
-        elif o == DIV_C:
-            a = pidx[s]
-            d = 1.0 / aux[i]
-            if op[a] == LEAF:
-                for lane in range(lanes - 1, -1, -1):
-                    shared_grad[a] += grad[i, lane] * d
-            elif op[a] != INPUT:
-                for lane in range(lanes):
-                    grad[a, lane] += grad[i, lane] * d
-        else:
-            if general is not None:
-                backward_row(op, pstart, pidx, aux, data, grad, shared, shared_grad, i)
+        elif general is not None and o == LOGSUMEXP:
+            # d lse / d p_k = softmax_k = exp(p_k - lse), as PyTorch computes it. Where the
+            # logits are so large (or non-finite) that lse = m + log(sum) has rounded to
+            # m, it is exp(p_k - m) / sum_j exp(p_j - m), m = max p_j, recomputed.
+            e = pstart[i + 1]
+            for lane in range(lanes - 1, -1, -1):
+                lse = data[i, lane]
+                gl = grad[i, lane]
+                if not abs(lse) < 1e15:
+                    lse = -math.inf  # now the largest input
+                    for k in range(s, e):
+                        p = pidx[k]
+                        lse = max(lse, shared[p] if op[p] == LEAF else data[p, lane])
+                    acc = 0.0
+                    for k in range(s, e):
+                        p = pidx[k]
+                        acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - lse)
+                    gl /= acc
+                for k in range(s, e):
+                    p = pidx[k]
+                    op_p = op[p]
+                    d = gl * math.exp((shared[p] if op_p == LEAF else data[p, lane]) - lse)
+                    if op_p == LEAF:
+                        shared_grad[p] += d
+                    elif op_p != INPUT:
+                        grad[p, lane] += d
+        elif general is not None and o == CROSS_ENTROPY:
+            # d/dz_j = c * softmax_j - t_j (c = sum t, 1 for a class index), softmax_j =
+            # exp(z_j - m) / sum exp(z - m); d/dt_j = (m - z_j) + L = -log_softmax_j
+            label = int(aux[i])
+            k = pstart[i + 1] - s if label >= 0 else (pstart[i + 1] - s) // 2
+            for lane in range(lanes - 1, -1, -1):
+                gl = grad[i, lane]
+                m = -math.inf
+                for j in range(k):
+                    p = pidx[s + j]
+                    m = max(m, shared[p] if op[p] == LEAF else data[p, lane])
+                acc = 0.0
+                for j in range(k):
+                    p = pidx[s + j]
+                    acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
+                c = 1.0
+                if label < 0:
+                    c = 0.0
+                    for j in range(k):
+                        q = pidx[s + k + j]
+                        c += shared[q] if op[q] == LEAF else data[q, lane]
+                big_l = math.log(acc)
+                for j in range(k):
+                    p = pidx[s + j]
+                    op_p = op[p]
+                    z = shared[p] if op_p == LEAF else data[p, lane]
+                    if label >= 0:
+                        t = 1.0 if j == label else 0.0
+                    else:
+                        q = pidx[s + k + j]
+                        op_q = op[q]
+                        t = shared[q] if op_q == LEAF else data[q, lane]
+                        if op_q != INPUT:  # a target that is a Value: -log_softmax_j
+                            dt = gl * ((m - z) + big_l)
+                            if op_q == LEAF:
+                                shared_grad[q] += dt
+                            else:
+                                grad[q, lane] += dt
+                    dz = gl * (c * (math.exp(z - m) / acc) - t)  # exp again: no scratch array
+                    if op_p == LEAF:
+                        shared_grad[p] += dz
+                    elif op_p != INPUT:
+                        grad[p, lane] += dz
         if clear:
             for lane in range(lanes):
                 grad[i, lane] = 0.0
@@ -883,71 +904,54 @@ def backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, lo, hi, mar
 # Eager backward: evaluate what is pending, then backprop from one root
 # ---------------------------------------------------------------------------
 @kernel
-def eager_backward(op, pstart, pidx, aux, data, grad, shared, shared_grad, mark, stamp, n_eval, n, root):
+def eager_backward(tape, mark, stamp, n_eval, n, root):
     """Forward rows ``n_eval..n-1``, then reverse-mode from ``root``.
 
-    The ancestors of ``root`` are found with an explicit stack (no recursion)
-    and stamped in ``mark``; interior ones get their gradient reset. Each leaf
-    ancestor collects this pass's contributions from 0 and then adds their sum
-    to the gradient it held, as PyTorch does, so a second identical call adds
+    The ancestors of ``root`` are stamped in ``mark`` by one descending sweep
+    from the root (rows only have parents below them, so a sweep that counts
+    the stamped rows it has still to reach ends at the lowest one); interior
+    ones get their gradient reset. The sweep reads the tape in order and has
+    no stack to chase, so it runs at memory speed. Each leaf ancestor
+    collects this pass's contributions from 0 and then adds their sum to the
+    gradient it held, as PyTorch does, so a second identical call adds
     exactly the same amount (doubling it) and leaves accumulate until zeroed.
     Only stamped rows are swept, so rows that are not ancestors are neither
     touched nor able to leak a 0 * inf = NaN into the result. ``shared`` and
     ``shared_grad`` are views of ``data[:, 0]`` and ``grad[:, 0]`` (one lane).
     """
-    evaluate(op, pstart, pidx, aux, data, shared, n_eval, n)
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    evaluate(tape, n_eval, n)
     if op[root] == LEAF:
         shared_grad[root] += 1.0
         return
-    stack = grow(np.empty(0, np.int64), 0, 64)
-    leaves = grow(np.empty(0, np.int64), 0, 64)
+    leaves = np.empty(64, np.int64)
     n_leaves = 0
-    stack[0] = root
-    top = 1
     mark[root] = stamp
-    lo = root
-    while top > 0:
-        top -= 1
-        i = stack[top]
-        grad[i, 0] = 0.0
-        lo = min(lo, i)
-        for k in range(pstart[i], pstart[i + 1]):
-            p = pidx[k]
-            if mark[p] == stamp:
-                continue
-            mark[p] = stamp
-            if op[p] == LEAF:
-                if n_leaves == leaves.shape[0]:
-                    leaves = grow(leaves, n_leaves, 2 * n_leaves)
-                leaves[n_leaves] = p
-                n_leaves += 1
-                continue
-            if top == stack.shape[0]:
-                stack = grow(stack, top, 2 * top)
-            stack[top] = p
-            top += 1
+    pending = 1  # stamped rows (not leaves) that the sweep has still to reach
+    i = root
+    while pending > 0:
+        if mark[i] == stamp and op[i] != LEAF:
+            pending -= 1
+            grad[i, 0] = 0.0
+            for k in range(pstart[i], pstart[i + 1]):
+                p = pidx[k]
+                if mark[p] != stamp:
+                    mark[p] = stamp
+                    if op[p] == LEAF:
+                        if n_leaves == leaves.shape[0]:
+                            leaves = grow(leaves, n_leaves, 2 * n_leaves)
+                        leaves[n_leaves] = p
+                        n_leaves += 1
+                    else:
+                        pending += 1
+        i -= 1
+    lo = i + 1
     held = np.empty(n_leaves)
     for k in range(n_leaves):
         held[k] = shared_grad[leaves[k]]
         shared_grad[leaves[k]] = 0.0
     grad[root, 0] = 1.0
-    backward(
-        op,
-        pstart,
-        pidx,
-        aux,
-        data,
-        grad,
-        shared,
-        shared_grad,
-        lo,
-        root + 1,
-        mark,
-        stamp,
-        False,
-        np.empty(1),
-        True,
-    )
+    backward(tape, lo, root + 1, mark, stamp, False, np.empty(1), True)
     for k in range(n_leaves):
         shared_grad[leaves[k]] = held[k] + shared_grad[leaves[k]]
 
@@ -1150,7 +1154,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 load_lanes(data, in_rows, samples, order, c0, width)
                 if noise_rows.shape[0]:
                     fill_noise(data, noise_rows, noise_seed, steps[0], c0)
-                forward(op, pstart, pidx, aux, data, shared, first, end, general)
+                forward(tape, first, end, general)
                 for lane in range(width):
                     batch_loss += shared[loss_row] if loss_shared else data[loss_row, lane]
                 if loss_shared:  # seed the backward pass, once per sample
@@ -1161,10 +1165,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                         grad[loss_row, lane] = scale
                 # backward leaves every swept row's grad at 0 again, ready for the next
                 # block; parameters (shared LEAF rows) sum their lanes into shared_grad
-                backward(
-                    op, pstart, pidx, aux, data, grad, shared, shared_grad,
-                    first, end, unmarked, -1, True, scratch, general,
-                )  # fmt: skip
+                backward(tape, first, end, unmarked, -1, True, scratch, general)
             finite = True
             for p in range(rows.shape[0]):
                 g = shared_grad[rows[p]]
@@ -1216,7 +1217,7 @@ def predict_batch(tape, in_rows, out_rows, first, samples, out, general):
     for c0 in range(0, n, lanes):
         width = min(lanes, n - c0)
         load_lanes(data, in_rows, samples, order, c0, width)
-        forward(op, pstart, pidx, aux, data, shared, first, end, general)
+        forward(tape, first, end, general)
         for k in range(out_rows.shape[0]):
             r = out_rows[k]
             leaf = op[r] == LEAF

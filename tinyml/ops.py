@@ -1,15 +1,23 @@
-"""The op-code table of the tape: one number per kind of row.
+"""The op table of the tape: one number and one record per kind of row.
 
-The table is APPEND-ONLY. Numbers are stored in tapes, compiled programs and in
+The numbers are APPEND-ONLY. They are stored in tapes, compiled programs and in
 Numba's on-disk cache of the kernels, so an existing number never changes
 meaning; a new op gets the next free number. ``tinyml/kernels.py`` keeps its
-own literal copy of these numbers (so its cache can never disagree with its
-source) and checks the two tables agree when it is imported;
-``tests/test_ops.py`` pins the exact mapping.
+own literal copy of the numbers and of the arity classes (so its cache can
+never disagree with its source) and refuses to import if they differ from
+this table; ``tests/test_ops.py`` pins the exact mapping.
+
+Every fact about an op lives in its :class:`OpInfo` record in :data:`TABLE`;
+the op sets (``UNARY``, ``BINARY``, ...) are derived from the records.
+Adding a unary op ``foo`` takes four edits: its ``Op`` member and record
+here (and its code in the kernels' literal copy), its value and derivative
+rule in ``kernels.unary_value`` / ``kernels.unary_derivative``, the
+``Value.foo`` method, and its line in ``tests/op_cases.py``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -50,7 +58,7 @@ class Op(IntEnum):
     # ---- appended after the first release of the table ----
     DIV_C = 27  # x / c
     NEURON = 28  # parents as AFFINE, then the activation whose op code is aux[i]:
-    #              TANH, SIGMOID or RELU (0: none); a whole neuron in one row
+    #              one of NEURON_ACTIVATIONS (0: none); a whole neuron in one row
     DROPOUT = 29  # parents [x, u]: x / (1 - p) if u >= p else 0, p = aux[i], u uniform in [0, 1)
     INPUT = 30  # a leaf with one value per lane: a program's input placeholder or noise row
     SQDIFF = 31  # parents [x, y]: (x - y)^2, one term of a squared error
@@ -60,43 +68,101 @@ class Op(IntEnum):
     #                     [z_1..z_k, t_1..t_k] (a target row) with aux = -1
 
 
-LEAVES = frozenset({Op.LEAF, Op.INPUT})
-BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW, Op.BCE, Op.DROPOUT, Op.SQDIFF})
-WITH_CONSTANT = frozenset({Op.DIV_C, Op.ADD_C, Op.MUL_C, Op.POW_C, Op.RSUB_C, Op.RDIV_C, Op.LEAKY_RELU})
-UNARY = frozenset(
-    {
-        Op.NEG,
-        Op.RELU,
-        Op.TANH,
-        Op.SIGMOID,
-        Op.EXP,
-        Op.LOG,
-        Op.LEAKY_RELU,
-        Op.GELU_TANH,
-        Op.GELU_ERF,
-        Op.SILU,
-        Op.SOFTPLUS,
-        Op.ABS,
-        Op.ADD_C,
-        Op.MUL_C,
-        Op.POW_C,
-        Op.RSUB_C,
-        Op.RDIV_C,
-        Op.DIV_C,
-        Op.SQRT,
-    }
+# arity classes
+LEAF_CLASS = "leaf"  # no parents
+UNARY_CLASS = "unary"  # one parent row (and maybe the constant aux)
+BINARY_CLASS = "binary"  # two parent rows
+NARY_CLASS = "nary"  # any number of parents
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """What the kernels and tools need to know about an op.
+
+    ``arity``: one of the classes above. ``constant``: the row reads ``aux``
+    as a number of the formula (drawn in its label). ``fusable``: a NEURON row
+    may apply it as its activation, because its derivative is a function of
+    its output (and of the sign of its input, which the output shares).
+    ``label``: how ``tools.to_dot`` draws the row; ``{c}`` stands for aux.
+    """
+
+    op: Op
+    arity: str
+    label: str
+    constant: bool = False
+    fusable: bool = False
+
+
+def _records(*records: OpInfo) -> dict[Op, OpInfo]:
+    table = {r.op: r for r in records}
+    missing = [m.name for m in Op if m not in table]
+    if missing or len(table) != len(records):
+        raise ImportError(f"tinyml.ops: every Op needs exactly one record; missing {missing}")
+    return table
+
+
+TABLE: dict[Op, OpInfo] = _records(
+    OpInfo(Op.LEAF, LEAF_CLASS, "leaf"),
+    OpInfo(Op.INPUT, LEAF_CLASS, "input"),
+    # binary
+    OpInfo(Op.ADD, BINARY_CLASS, "+"),
+    OpInfo(Op.SUB, BINARY_CLASS, "-"),
+    OpInfo(Op.MUL, BINARY_CLASS, "*"),
+    OpInfo(Op.DIV, BINARY_CLASS, "/"),
+    OpInfo(Op.POW, BINARY_CLASS, "**"),
+    OpInfo(Op.BCE, BINARY_CLASS, "bce"),
+    OpInfo(Op.DROPOUT, BINARY_CLASS, "dropout"),
+    OpInfo(Op.SQDIFF, BINARY_CLASS, "sqdiff"),
+    # one parent and a constant
+    OpInfo(Op.ADD_C, UNARY_CLASS, "+ {c}", constant=True),
+    OpInfo(Op.MUL_C, UNARY_CLASS, "* {c}", constant=True),
+    OpInfo(Op.DIV_C, UNARY_CLASS, "/ {c}", constant=True),
+    OpInfo(Op.POW_C, UNARY_CLASS, "** {c}", constant=True),
+    OpInfo(Op.RSUB_C, UNARY_CLASS, "{c} -", constant=True),
+    OpInfo(Op.RDIV_C, UNARY_CLASS, "{c} /", constant=True),
+    OpInfo(Op.LEAKY_RELU, UNARY_CLASS, "leaky_relu {c}", constant=True),
+    # unary
+    OpInfo(Op.NEG, UNARY_CLASS, "neg"),
+    OpInfo(Op.RELU, UNARY_CLASS, "relu", fusable=True),
+    OpInfo(Op.TANH, UNARY_CLASS, "tanh", fusable=True),
+    OpInfo(Op.SIGMOID, UNARY_CLASS, "sigmoid", fusable=True),
+    OpInfo(Op.EXP, UNARY_CLASS, "exp"),
+    OpInfo(Op.LOG, UNARY_CLASS, "log"),
+    OpInfo(Op.GELU_TANH, UNARY_CLASS, "gelu_tanh"),
+    OpInfo(Op.GELU_ERF, UNARY_CLASS, "gelu_erf"),
+    OpInfo(Op.SILU, UNARY_CLASS, "silu"),
+    OpInfo(Op.SOFTPLUS, UNARY_CLASS, "softplus"),
+    OpInfo(Op.ABS, UNARY_CLASS, "abs"),
+    OpInfo(Op.SQRT, UNARY_CLASS, "sqrt"),
+    # n-ary
+    OpInfo(Op.SUM, NARY_CLASS, "sum"),
+    OpInfo(Op.AFFINE, NARY_CLASS, "affine"),
+    OpInfo(Op.LOGSUMEXP, NARY_CLASS, "logsumexp"),
+    OpInfo(Op.NEURON, NARY_CLASS, "neuron"),
+    OpInfo(Op.CROSS_ENTROPY, NARY_CLASS, "cross_entropy"),
 )
-NARY = frozenset({Op.SUM, Op.AFFINE, Op.LOGSUMEXP, Op.NEURON, Op.CROSS_ENTROPY})
+
+
+def _where(**facts) -> frozenset[Op]:
+    return frozenset(op for op, r in TABLE.items() if all(getattr(r, k) == v for k, v in facts.items()))
+
+
+LEAVES = _where(arity=LEAF_CLASS)
+UNARY = _where(arity=UNARY_CLASS)
+BINARY = _where(arity=BINARY_CLASS)
+NARY = _where(arity=NARY_CLASS)
+WITH_CONSTANT = _where(constant=True)
 # activations a NEURON row can fuse: their derivative is a function of their output
-NEURON_ACTIVATIONS = frozenset({Op.TANH, Op.SIGMOID, Op.RELU})
+NEURON_ACTIVATIONS = _where(fusable=True)
+
+_ARITY = {LEAF_CLASS: 0, UNARY_CLASS: 1, BINARY_CLASS: 2, NARY_CLASS: None}
 
 
 def arity(op: Op) -> int | None:
     """Number of parents of a row of this op; ``None`` for n-ary ops."""
-    if op in LEAVES:
-        return 0
-    if op in BINARY:
-        return 2
-    if op in UNARY:
-        return 1
-    return None
+    return _ARITY[TABLE[Op(op)].arity]
+
+
+def label(op: Op, aux: float = 0.0) -> str:
+    """The op as ``tools.to_dot`` draws it, with its constant ``aux`` where it has one."""
+    return TABLE[Op(op)].label.format(c=f"{aux:.4g}")

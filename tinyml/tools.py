@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
+from . import kernels, ops
 from .graph import current_graph
-from .ops import WITH_CONSTANT, Op
+from .ops import Op
 from .value import Value, same_graph
 
 # ---------------------------------------------------------------------------
@@ -220,33 +220,12 @@ def _ancestor_count(pstart, pidx, root: int) -> int:
     return int(keep.sum())
 
 
-_SYMBOLS = {
-    Op.ADD: "+",
-    Op.SUB: "-",
-    Op.MUL: "*",
-    Op.DIV: "/",
-    Op.POW: "**",
-    Op.ADD_C: "+ {c}",
-    Op.MUL_C: "* {c}",
-    Op.POW_C: "** {c}",
-    Op.RSUB_C: "{c} -",
-    Op.RDIV_C: "{c} /",
-    Op.DIV_C: "/ {c}",
-    Op.NEG: "neg",
-}
-
-
 def _op_label(code: int, aux: float) -> str:
     try:
         op = Op(code)
     except ValueError:
         return f"op {code}"
-    if op in _SYMBOLS:
-        return _SYMBOLS[op].format(c=f"{aux:.4g}")
-    name = op.name.lower()
-    if op in WITH_CONSTANT:
-        return f"{name} {aux:.4g}"
-    return name
+    return ops.label(op, aux)
 
 
 def _escape(text: str) -> str:

@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
@@ -73,15 +72,7 @@ class History:
         return f"History({self.epochs_run} epochs, {len(self.epoch)} records{last})"
 
 
-class _Tape(NamedTuple):
-    op: np.ndarray  # uint8[rows]
-    pstart: np.ndarray  # int64[rows + 1]
-    pidx: np.ndarray  # int64[entries]
-    aux: np.ndarray  # float64[rows]
-    data: np.ndarray  # float64[rows, lanes]: computed and INPUT rows, one value per lane
-    grad: np.ndarray  # float64[rows, lanes]
-    shared: np.ndarray  # float64[rows]: LEAF rows (parameters, constants), one value for all lanes
-    shared_grad: np.ndarray  # float64[rows]: their gradients, summed over lanes
+_Tape = kernels.Tape  # the tape of a program with lanes: eight arrays, see kernels.Tape
 
 
 def placeholders(count: int, graph: Graph | None = None) -> list[Value]:
@@ -421,24 +412,20 @@ def _extract(graph: Graph, keep: np.ndarray):
 
 
 def _needs_general_rows(op: np.ndarray, pstart: np.ndarray, pidx: np.ndarray) -> bool:
-    """Whether a program has rows the kernels' inline sweeps do not handle themselves.
+    """Whether a program has rows that a plain MLP's training kernel does not compile.
 
-    Those handle NEURON rows with a shared bias and weights over per-lane
-    inputs (a layer's neuron), SQDIFF over two per-lane rows, SUM and DIV_C; a
-    program of only such rows (a plain MLP with a squared error) runs in a
-    kernel specialised without the generic row code, much quicker to compile.
+    That kernel (``general=None``) handles every row except LOGSUMEXP and
+    CROSS_ENTROPY, and AFFINE/NEURON rows only with a shared bias and weights
+    over per-lane inputs (a layer's neuron); a program of only such rows (an
+    MLP with a squared error, say) runs in it, which is quicker to compile.
     """
     shared = op == kernels.LEAF
-    for i in np.nonzero(~shared & (op != kernels.INPUT))[0]:
+    if np.any((op == kernels.LOGSUMEXP) | (op == kernels.CROSS_ENTROPY)):
+        return True
+    for i in np.nonzero((op == kernels.NEURON) | (op == kernels.AFFINE))[0]:
         parents = pidx[pstart[i] : pstart[i + 1]]
-        if op[i] == kernels.NEURON:
-            n = (len(parents) - 1) // 2
-            if not (shared[parents[: n + 1]].all() and not shared[parents[n + 1 :]].any()):
-                return True
-        elif op[i] == kernels.SQDIFF:
-            if shared[parents].any():
-                return True
-        elif op[i] not in (kernels.SUM, kernels.DIV_C):
+        n = (len(parents) - 1) // 2
+        if not (shared[parents[: n + 1]].all() and not shared[parents[n + 1 :]].any()):
             return True
     return False
 
