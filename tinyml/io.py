@@ -27,7 +27,9 @@ directory, flushed to disk (fsync) and renamed over ``path``, so a crash
 leaves either the old file or the new one, never half of one. Reading checks
 everything (tag, version, architecture, shapes, dtypes, finiteness) before a
 single parameter is written, so a bad file raises :class:`ModelFileError`
-and leaves the model (or optimiser) as it was.
+and leaves the model (or optimiser) as it was. Reading decompresses only the
+entries it needs, each once its header and declared size match the dtype and
+shape expected, so a file costs no more memory than the model it describes.
 
 Typical use::
 
