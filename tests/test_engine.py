@@ -396,6 +396,135 @@ def test_ctrl_c_during_a_compaction_is_delivered_after_it(monkeypatch):
         assert (kept[3] + kept[4]).data == 14.0
 
 
+def _signal_at_line(target_file: str, at: int):
+    """A ``sys.settrace`` function that, at the ``at``-th line executed in
+    ``target_file`` (0-based), acts as if SIGINT arrived there: it calls the
+    current SIGINT handler, which raises KeyboardInterrupt, or, inside
+    ``hold_interrupts``, only notes it. ``seen[0]`` counts the lines."""
+    import signal
+
+    seen = [0]
+
+    def local(frame, event, arg):
+        if event == "line":
+            seen[0] += 1
+            if seen[0] - 1 == at:
+                handler = signal.getsignal(signal.SIGINT)
+                handler(signal.SIGINT, frame)
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code.co_filename == target_file else None
+
+    return tracer, seen
+
+
+def _tape(g, held):
+    """The tape as a reader sees it (rows < n, the handles' rows) plus the free rows' state."""
+    n, e = g.n, g.entries
+    free_clean = not (g.op[n:].any() or g.aux[n:].any() or g.grad[n:].any())
+    return (
+        n,
+        e,
+        g.n_eval,
+        g.op[:n].tolist(),
+        g.pstart[: n + 1].tolist(),
+        g.pidx[:e].tolist(),
+        g.aux[:n].tolist(),
+        g.data[: g.n_eval, 0].tolist(),
+        [v._row for v in held],
+        free_clean,
+    )
+
+
+def _interrupt_setup():
+    """A small graph with live leaves p=4, q=8, a constant row, and garbage to compact."""
+    g = tm.Graph(16)
+    with g:
+        p, q = Value(4.0), Value(8.0)
+        c = p * 0.5
+        for _ in range(3):
+            (p + q).tanh()  # garbage rows
+        t = tm.Tensor([[1.0, 2.0], [3.0, 4.0]])
+    return g, {"p": p, "q": q, "c": c, "t": t}
+
+
+_MUTATIONS = {
+    "push_leaf": lambda g, h: g.push_leaf(5.0),
+    "push": lambda g, h: g.push(int(tm.ops.Op.MUL), (h["p"]._row, h["q"]._row)),
+    "push_aux": lambda g, h: g.push(int(tm.ops.Op.MUL), (h["p"]._row,), 3.0),
+    "push_leaves": lambda g, h: g.push_leaves(np.array([1.5, 2.5, 3.5])),
+    "push_many": lambda g, h: g.push_many(
+        int(tm.ops.Op.MUL),
+        np.array([[h["p"]._row, h["q"]._row], [h["q"]._row, h["c"]._row]], np.int64),
+        np.array([2.0, 0.0]),
+    ),
+    "reserve_grow": lambda g, h: g.reserve(40, 90),
+    "collect": lambda g, h: g.collect(),
+    "clear": lambda g, h: g.clear(),
+    "rewind": lambda g, h: g.rewind(h["mark"]),
+    "tensor_op": lambda g, h: (h["t"] * h["t"] + 1.0).sum(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_MUTATIONS))
+def test_ctrl_c_at_any_line_of_a_tape_mutation_leaves_it_before_or_after(name):
+    """Every line of graph.py that the mutation runs is, in turn, where SIGINT lands.
+
+    The tape must then be exactly as before the call or exactly as after it
+    (``tensor_op`` is several such calls), and still compute right:
+    (p * q + 1) with p=4, q=8 is 33, d/dp = 8, d/dq = 4.
+    """
+    import sys
+
+    from tinyml import graph as graph_module
+
+    def prepared():
+        g, h = _interrupt_setup()
+        if name == "rewind":
+            h["mark"] = g.checkpoint()
+            with g:
+                (h["p"] * h["q"]).exp()
+        return g, h
+
+    def held(h):
+        return [h["p"], h["q"], h["c"], *h["t"].flat_values()]
+
+    g, h = prepared()
+    before = _tape(g, held(h))
+    tracer, seen = _signal_at_line(graph_module.__file__, at=-1)
+    sys.settrace(tracer)
+    try:
+        _MUTATIONS[name](g, h)
+    finally:
+        sys.settrace(None)
+    after = _tape(g, held(h))
+    assert before != after or name == "reserve_grow"
+    assert seen[0] > 2
+
+    for at in range(seen[0]):
+        g, h = prepared()
+        tracer, _ = _signal_at_line(graph_module.__file__, at)
+        sys.settrace(tracer)
+        try:
+            _MUTATIONS[name](g, h)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        state = _tape(g, held(h))
+        if name != "tensor_op":  # several whole mutations (a compaction, two appends): only check results
+            assert state in (before, after), f"interrupted at line event {at} of {name}: a state in between"
+        with g:
+            p, q = (h["p"], h["q"]) if h["p"]._row >= 0 else (Value(4.0), Value(8.0))
+            y = p * q + 1.0
+            y.backward()
+            assert (y.data, p.grad, q.grad) == (33.0, 8.0, 4.0)
+            if h["t"].flat_values()[0]._row >= 0:
+                assert (h["t"] * 2.0).sum().data == 20.0
+            assert tm.Value(7.0).data == 7.0 and (Value(2.0) * 3.0).data == 6.0
+
+
 def test_one_graph_entered_from_two_threads_keeps_each_threads_own_default():
     import threading
 

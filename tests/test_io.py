@@ -431,3 +431,208 @@ def test_optimizer_entries_are_plain(tmp_path):
         assert int(f["optimizer.t"]) == 2
         np.testing.assert_array_equal(f["optimizer.hyper"], opt.hyper)
         np.testing.assert_array_equal(f["optimizer.state"], opt.state)
+
+
+# ---------------------------------------------------------------------------
+# Hostile files and interrupted saves (issue 10)
+# ---------------------------------------------------------------------------
+_BOMB_ZEROS = 32 << 20  # bytes of zeros in a bomb member: deflates to about 32 KiB
+
+
+def _npz_with(path, arrays: dict, raw: dict | None = None, zeros: dict | None = None) -> None:
+    """A deflated .npz of ``arrays``, plus members of ``raw`` bytes and members
+    ``zeros[key] = shape``: float64 zeros written in chunks (never all in memory)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(a), allow_pickle=False)
+            zf.writestr(f"{key}.npy", buf.getvalue())
+        for key, content in (raw or {}).items():
+            zf.writestr(f"{key}.npy", content)
+        for key, shape in (zeros or {}).items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as m:
+                header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(m, header)
+                left = 8 * int(np.prod(shape))
+                chunk = bytes(1 << 20)
+                while left:
+                    m.write(chunk[: min(left, len(chunk))])
+                    left -= min(left, len(chunk))
+
+
+def _peak_bytes(call) -> tuple[int, object]:
+    """Peak memory traced while ``call()`` runs (NumPy arrays included), and its result or exception."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            out = call()
+        except Exception as e:
+            out = e
+        return tracemalloc.get_traced_memory()[1], out
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_decompression_bomb_costs_no_memory(tmp_path):
+    """Members the loader does not use are never decompressed; used ones only
+    after their header shows the dtype and shape the model needs."""
+    model = _trained_model()
+    opt = optim.Adam(model.parameters())
+    good = {**tio.model_arrays(model), **tio.optimizer_arrays(opt, model)}
+    n_bomb = _BOMB_ZEROS // 8
+    cases = {
+        "unused-member": ({}, {"junk": (n_bomb,)}),
+        "huge-weight": ({"layers.0.weight": None}, {"layers.0.weight": (n_bomb // 3, 3)}),
+        "huge-sizes": ({"layer_sizes": None}, {"layer_sizes": (n_bomb,)}),
+        "huge-state": ({"optimizer.state": None}, {"optimizer.state": (n_bomb // 3, 3)}),
+    }
+    for name, (drop, zeros) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        _npz_with(path, {k: v for k, v in good.items() if k not in drop}, zeros=zeros)
+        assert path.stat().st_size < _BOMB_ZEROS // 100, name  # a small file
+        peak, out = _peak_bytes(lambda path=path: tm.MLP.load(path))
+        assert peak < 4 << 20, (name, peak)
+        if name in ("unused-member", "huge-state"):  # the model part is intact
+            assert _params(out) == _params(model), name
+        else:
+            assert isinstance(out, tm.io.ModelFileError), (name, out)
+        if name == "huge-state":
+            peak, out = _peak_bytes(lambda path=path: tm.io.load_optimizer(path, model.parameters()))
+            assert peak < 4 << 20 and isinstance(out, tm.io.ModelFileError), (peak, out)
+            assert "does not fit" in str(out)
+
+
+def test_an_entry_whose_size_disagrees_with_its_header_is_refused(tmp_path):
+    import io
+
+    arrays = _good_arrays()
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arrays.pop("layers.1.bias"))
+    _npz_with(tmp_path / "m.npz", arrays, raw={"layers.1.bias": buf.getvalue() + bytes(64)})
+    with pytest.raises(tm.io.ModelFileError, match="layers.1.bias.*declares"):
+        tm.MLP.load(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("key", ["n_inputs", "layer_sizes", "layers.0.weight", "learning_rate", "format"])
+def test_an_entry_of_raw_bytes_is_a_model_file_error(tmp_path, key):
+    arrays = _good_arrays()
+    del arrays[key]
+    path = tmp_path / "m.npz"
+    _npz_with(path, arrays, raw={key: b"\x01\x02\x03 not an array"})
+    with pytest.raises(tm.io.ModelFileError, match=key):
+        tm.MLP.load(path)
+    with pytest.raises(tm.io.ModelFileError):
+        tm.io.read_entries(path)
+
+
+def test_a_fifo_or_device_is_refused_without_blocking(tmp_path):
+    import threading
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    model = _trained_model()
+    calls = {
+        "load": lambda: tm.MLP.load(fifo),
+        "load_parameters": lambda: model.load_parameters(fifo),
+        "load_optimizer": lambda: tm.io.load_optimizer(fifo, model.parameters()),
+    }
+    for name, call in calls.items():
+        outcome = {}
+
+        def run(call=call, outcome=outcome):
+            try:
+                call()
+            except Exception as e:
+                outcome["error"] = e
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(10)
+        hung = worker.is_alive()
+        if hung:  # let the blocked open() through, so the thread ends
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            worker.join(10)
+        assert not hung, f"{name} blocked on a FIFO"
+        assert isinstance(outcome.get("error"), tm.io.ModelFileError), (name, outcome)
+        assert "not a regular file" in str(outcome["error"])
+    if os.path.exists("/dev/null"):
+        with pytest.raises(tm.io.ModelFileError, match="not a regular file"):
+            tm.MLP.load("/dev/null")
+    with pytest.raises(IsADirectoryError):  # as before
+        tm.MLP.load(tmp_path)
+
+
+def _open_fds() -> int | None:
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+
+
+def test_ctrl_c_right_after_the_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    import signal
+
+    path = tmp_path / "m.npz"
+    _trained_model(seed=1).save(path)
+    content = path.read_bytes()
+    real_open = os.open
+
+    def open_then_ctrl_c(name, flags, *args, **kwargs):
+        fd = real_open(name, flags, *args, **kwargs)
+        if os.fspath(name).endswith(".tmp"):
+            os.kill(os.getpid(), signal.SIGINT)  # lands as soon as os.open has returned
+        return fd
+
+    fds = _open_fds()
+    monkeypatch.setattr(tio.os, "open", open_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        _trained_model(seed=2).save(path)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["m.npz"]
+    assert path.read_bytes() == content
+    assert _open_fds() == fds
+
+
+def test_ctrl_c_inside_the_zip_writer_surfaces_as_keyboard_interrupt(tmp_path, monkeypatch):
+    import signal
+    import zipfile
+
+    path = tmp_path / "m.npz"
+    _trained_model(seed=1).save(path)
+    content = path.read_bytes()
+    real_init = zipfile._ZipWriteFile.__init__
+    calls = []
+
+    def ctrl_c_on_third_member(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # zipfile has marked itself as writing, the handle does not exist yet
+            os.kill(os.getpid(), signal.SIGINT)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile._ZipWriteFile, "__init__", ctrl_c_on_third_member)
+    with pytest.raises(KeyboardInterrupt):
+        _trained_model(seed=2).save(path)
+    monkeypatch.undo()
+    assert len(calls) == 3
+    assert os.listdir(tmp_path) == ["m.npz"]
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("stem", ["模" * 80, "a" * 251])
+def test_long_file_names_can_be_saved(tmp_path, stem):
+    """Names up to the file system's limit (244 and 255 bytes here), although the
+    temporary file's name adds a random part."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    name = stem + ".npz"
+    if len(os.fsencode(name)) > limit:
+        pytest.skip(f"this file system takes names of at most {limit} bytes")
+    model = _trained_model()
+    model.save(tmp_path / name)
+    assert os.listdir(tmp_path) == [name]
+    assert _params(tm.MLP.load(tmp_path / name)) == _params(model)
+    model.save(tmp_path / name)  # replacing it too
+    assert os.listdir(tmp_path) == [name]

@@ -170,6 +170,8 @@ def test_cross_entropy_on_a_batch_forward_matches_per_sample_losses():
         ([0, -1, 2], ValueError, "out of range"),
         ([0, 1.5, 2], ValueError, "whole-number"),
         ([0, True, 2], TypeError, "int"),
+        (np.array([0, 1, 1], bool), TypeError, "int"),
+        ([0, np.timedelta64(1, "s"), 2], TypeError, "int"),
         ([0, "1", 2], TypeError, "int"),
         ([0, None, 2], TypeError, "int"),
         (np.eye(3)[:2], ValueError, "3 samples.*2 target rows"),

@@ -220,6 +220,19 @@ def test_predict_rejects_bad_inputs(X, match):
         small_model().predict(X)
 
 
+@pytest.mark.parametrize("unit", ["timedelta64[s]", "timedelta64[ms]", "datetime64[s]"])
+def test_durations_and_dates_are_not_numbers(unit):
+    """Their numbers are ticks of a unit (seconds and milliseconds 1000x apart): refused alike."""
+    X = np.arange(6).reshape(2, 3).astype(unit)
+    model = small_model()
+    with pytest.raises(TypeError, match=rf"expected real numbers, got an array of dtype {unit[:10]}"):
+        model.predict(X)
+    with pytest.raises(TypeError, match=unit[:10]):
+        model(X[0])
+    with pytest.raises(TypeError, match="real number"):
+        tm.Value(X[0, 1])
+
+
 # ---------------------------------------------------------------------------
 # batches and sample order
 # ---------------------------------------------------------------------------
@@ -595,6 +608,15 @@ BAD_CALLS = {
     "label negative": (_bad(y=np.array([0, 1, -1, 0, 1, 1]), loss="cross_entropy"), ValueError, None),
     "label fraction": (_bad(y=np.array([0, 1, 0.5, 0, 1, 1]), loss="cross_entropy"), ValueError, None),
     "label NaN": (_bad(y=np.array([0, 1, np.nan, 0, 1, 1]), loss="cross_entropy"), ValueError, None),
+    "label inf": (_bad(y=np.array([0, 1, np.inf, 0, 1, 1]), loss="cross_entropy"), ValueError, "integers"),
+    "labels bool": (_bad(y=np.array([0, 1, 1, 0, 1, 0], bool), loss="cross_entropy"), TypeError, "bool"),
+    "labels timedelta": (
+        _bad(y=np.array([0, 1, 1, 0, 1, 0], "timedelta64[s]"), loss="cross_entropy"),
+        TypeError,
+        "timedelta64",
+    ),
+    "X timedelta": (_bad(x=X6.astype(np.int64).astype("timedelta64[ms]")), TypeError, "timedelta64"),
+    "X datetime": (_bad(x=X6.astype(np.int64).astype("datetime64[ms]")), TypeError, "datetime64"),
     "labels count": (_bad(y=np.array([0, 1, 1]), loss="cross_entropy"), ValueError, r"6.*3"),
     "one-hot width": (_bad(y=np.eye(3)[[0, 1, 2, 0, 1, 2]], loss="cross_entropy"), ValueError, r"2.*3"),
     "epochs str": (_bad(epochs="10"), TypeError, "epochs"),

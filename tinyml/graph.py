@@ -27,6 +27,7 @@ from . import kernels
 from .ops import Op
 
 _MIN_CAPACITY = 1024
+_LEAF = int(Op.LEAF)
 
 
 class hold_interrupts:
@@ -139,20 +140,21 @@ class Graph:
         """
         if self.n + rows <= self.op.shape[0] and self.entries + parents <= self.pidx.shape[0]:
             return
-        self.collect()
-        need_rows = self.n + rows
-        need_entries = self.entries + parents
-        cap = self.op.shape[0]
-        # grow when compaction left the arrays more than half full
-        while need_rows > cap // 2:
-            cap *= 2
-        entries = self.pidx.shape[0]
-        while need_entries > entries // 2:
-            entries *= 2
-        if cap != self.op.shape[0]:
-            self._resize_rows(cap)
-        if entries != self.pidx.shape[0]:
-            self.pidx = _resized(self.pidx, entries)
+        with hold_interrupts():  # compaction and growth: all of it, or none
+            self.collect()
+            need_rows = self.n + rows
+            need_entries = self.entries + parents
+            cap = self.op.shape[0]
+            # grow when compaction left the arrays more than half full
+            while need_rows > cap // 2:
+                cap *= 2
+            entries = self.pidx.shape[0]
+            while need_entries > entries // 2:
+                entries *= 2
+            if cap != self.op.shape[0]:
+                self._resize_rows(cap)
+            if entries != self.pidx.shape[0]:
+                self.pidx = _resized(self.pidx, entries)
 
     def _resize_rows(self, cap: int) -> None:
         with hold_interrupts():  # every array of the new size, or none
@@ -267,13 +269,22 @@ class Graph:
     # Rows at and beyond ``n`` always hold op LEAF (0), aux 0 and grad 0 (the
     # arrays start zeroed; compaction and clear() re-zero what they vacate), so
     # appending a row writes only what differs from that.
+    #
+    # Interrupt safety (Ctrl-C can raise KeyboardInterrupt between any two
+    # statements): each append first writes the free rows and entries beyond
+    # ``n``/``entries``, which no reader looks at, and then publishes them by
+    # setting the counters in one final statement without a call in it (CPython
+    # delivers signals only at calls and loop jumps, and a trace function only
+    # between lines). If it is interrupted before that, the rows it touched are
+    # put back to their free state, so the tape is exactly as before the call;
+    # after it, exactly as after. This costs nothing
+    # on the hot path, unlike holding interrupts (two signal.signal calls) per append.
     def push_leaf(self, value: float) -> int:
         n = self.n
         self.data[n, 0] = value
         self.pstart[n + 1] = self.entries
-        self.n = n + 1
-        if self.n_eval == n:  # a leaf needs no evaluation
-            self.n_eval = n + 1
+        n_eval = n + 1 if self.n_eval == n else self.n_eval  # a leaf needs no evaluation
+        self.n, self.n_eval = n + 1, n_eval  # publish
         return n
 
     def push_leaves(self, values: np.ndarray) -> range:
@@ -282,9 +293,8 @@ class Graph:
         k = values.shape[0]
         self.data[n : n + k, 0] = values
         self.pstart[n + 1 : n + k + 1] = self.entries
-        self.n = n + k
-        if self.n_eval == n:
-            self.n_eval = n + k
+        n_eval = n + k if self.n_eval == n else self.n_eval
+        self.n, self.n_eval = n + k, n_eval  # publish
         return range(n, n + k)
 
     def push(self, op: int, parents, aux: float = 0.0) -> int:
@@ -292,19 +302,23 @@ class Graph:
         n = self.n
         s = self.entries
         k = len(parents)
-        if k == 1:
-            self.pidx[s] = parents[0]
-        elif k == 2:
-            self.pidx[s] = parents[0]
-            self.pidx[s + 1] = parents[1]
-        else:
-            self.pidx[s : s + k] = parents
-        self.entries = s + k
-        self.pstart[n + 1] = s + k
-        self.op[n] = op
-        if aux:
-            self.aux[n] = aux
-        self.n = n + 1
+        try:
+            if k == 1:
+                self.pidx[s] = parents[0]
+            elif k == 2:
+                self.pidx[s] = parents[0]
+                self.pidx[s + 1] = parents[1]
+            else:
+                self.pidx[s : s + k] = parents
+            self.pstart[n + 1] = s + k
+            self.op[n] = op
+            if aux:
+                self.aux[n] = aux
+            self.entries, self.n = s + k, n + 1  # publish
+        except BaseException:  # interrupted before publishing: row n back to free (no call here)
+            self.op[n] = _LEAF
+            self.aux[n] = 0.0
+            raise
         return n
 
     def push_many(self, op: int, parents: np.ndarray, aux: float | np.ndarray = 0.0) -> range:
@@ -316,13 +330,18 @@ class Graph:
         m, k = parents.shape
         n = self.n
         s = self.entries
-        self.entries = s + m * k
-        self.pidx[s : s + m * k] = parents.reshape(-1)
-        self.pstart[n + 1 : n + m + 1] = s + k * np.arange(1, m + 1, dtype=np.int64)
-        self.op[n : n + m] = op
-        self.aux[n : n + m] = aux
-        self.grad[n : n + m] = 0.0
-        self.n = n + m
+        try:
+            self.pidx[s : s + m * k] = parents.reshape(-1)
+            self.pstart[n + 1 : n + m + 1] = s + k * np.arange(1, m + 1, dtype=np.int64)
+            self.op[n : n + m] = op
+            self.aux[n : n + m] = aux
+            self.grad[n : n + m] = 0.0
+            self.entries, self.n = s + m * k, n + m  # publish
+        except BaseException:  # interrupted before publishing: rows n.. back to free (no call here)
+            self.op[n : n + m] = _LEAF
+            self.aux[n : n + m] = 0.0
+            self.grad[n : n + m] = 0.0
+            raise
         return range(n, n + m)
 
     # -- evaluation --------------------------------------------------------------

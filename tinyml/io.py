@@ -27,7 +27,9 @@ directory, flushed to disk (fsync) and renamed over ``path``, so a crash
 leaves either the old file or the new one, never half of one. Reading checks
 everything (tag, version, architecture, shapes, dtypes, finiteness) before a
 single parameter is written, so a bad file raises :class:`ModelFileError`
-and leaves the model (or optimiser) as it was.
+and leaves the model (or optimiser) as it was. Reading decompresses only the
+entries it needs, each once its header and declared size match the dtype and
+shape expected, so a file costs no more memory than the model it describes.
 
 Typical use::
 
@@ -39,15 +41,20 @@ Typical use::
 
 from __future__ import annotations
 
+import errno
+import io
+import math
 import os
+import stat
 import uuid
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
 
-from .graph import Graph
+from .graph import Graph, hold_interrupts
 from .nn import INITS, MLP, Activation
-from .optim import KINDS, Optimizer, _check_params
+from .optim import HYPER_SIZE, KINDS, STATE_COLUMNS, Optimizer, _check_params
 
 FORMAT = "tinyml.MLP"
 FORMAT_VERSION = 1
@@ -145,31 +152,66 @@ def write_npz(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` (exactly that name) as an .npz, atomically.
 
     A temporary file next to ``path`` is written, fsync'd and then renamed over
-    ``path`` with ``os.replace``; on any error the temporary file is removed
-    and an existing ``path`` is left as it was.
+    ``path`` with ``os.replace``; on any error, Ctrl-C included, the temporary
+    file is removed and an existing ``path`` is left as it was.
     """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
     base = os.path.basename(path)
     if not base:
         raise ValueError(f"path {path!r} names a directory, not a file")
-    tmp = os.path.join(directory, f".{base}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    tmp = os.path.join(directory, _temporary_name(directory, base))
+    f = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with hold_interrupts():  # the file exists only once we hold its handle: Ctrl-C cannot orphan it
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            f = os.fdopen(fd, "wb")
+        with f:
+            _write_zip(f, arrays)
             f.flush()
             os.fsync(f.fileno())
         if os.path.exists(path):
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)  # keep the permissions of the file we replace
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if f is not None:  # None: os.open failed, so there is no file of ours to remove
+            f.close()
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
     _fsync_directory(directory)
+
+
+def _write_zip(f, arrays: dict[str, np.ndarray]) -> None:
+    """What ``np.savez(f, **arrays)`` writes, but safe to interrupt: each member
+    is written with Ctrl-C held (zipfile stopped inside one cannot even be closed,
+    so np.savez turned the KeyboardInterrupt into a ValueError), between members
+    the KeyboardInterrupt comes through as it is."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, a in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
+            with hold_interrupts():
+                zf.writestr(f"{key}.npy", member.getbuffer())
+
+
+def _temporary_name(directory: str, base: str) -> str:
+    """``.{base}.{random}.tmp``, with ``base`` cut short if the whole would exceed
+    the file system's limit on a name's length (NAME_MAX bytes, usually 255)."""
+    suffix = f".{uuid.uuid4().hex}.tmp"
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no such query here (Windows) or no answer
+        limit = None
+    if not isinstance(limit, int) or limit <= 0:
+        limit = 255
+    budget = limit - 1 - len(suffix)
+    stem = base
+    while stem and len(os.fsencode(stem)) > budget:  # cut whole characters, not bytes of one
+        stem = stem[:-1]
+    return f".{stem}{suffix}"
 
 
 def _fsync_directory(directory: str) -> None:
@@ -204,13 +246,21 @@ def save_model(model: MLP, path: PathLike, optimizer: Optimizer | None = None) -
 # Reading
 # ---------------------------------------------------------------------------
 class _Spec:
-    """What a model file says, checked: architecture, hyperparameters, parameters."""
+    """What a model file says, checked: architecture, hyperparameters, parameters.
 
-    def __init__(self, entries: dict[str, np.ndarray], path: str) -> None:
+    Each entry is decoded only after its header says it has the dtype and shape
+    expected, and only the entries a model needs: see :class:`_Archive`.
+    """
+
+    def __init__(self, entries: _Archive, path: str) -> None:
         self.path = path
         self.n_inputs = _int(entries, "n_inputs", path, minimum=1)
-        sizes = _array(entries, "layer_sizes", path)
-        if sizes.ndim != 1 or sizes.size == 0 or sizes.dtype.kind not in "iu" or sizes.min() < 1:
+        shape, dtype = _header(entries, "layer_sizes", path)
+        # a layer takes two entries of the file, so a file has fewer layers than entries
+        if len(shape) != 1 or not 0 < shape[0] <= len(entries) or dtype.kind not in "iu":
+            raise ModelFileError(f"{path}: layer_sizes must be a non-empty list of positive ints")
+        sizes = entries.decode("layer_sizes")
+        if sizes.min() < 1:
             raise ModelFileError(f"{path}: layer_sizes must be a non-empty list of positive ints")
         self.layer_sizes = [int(s) for s in sizes]
         self.activation = _activation(entries, "activation", path)
@@ -233,34 +283,43 @@ class _Spec:
         return f"MLP({self.n_inputs}, {self.layer_sizes})"
 
 
-def _array(entries: dict, key: str, path: str) -> np.ndarray:
+_MAX_STRING = 256  # characters of a string entry (a format tag, an activation's name)
+
+
+def _header(entries: _Archive, key: str, path: str) -> tuple[tuple[int, ...], np.dtype]:
     if key not in entries:
         raise ModelFileError(f"{path}: missing entry {key!r}; the file is incomplete or not a tinyml model")
-    return entries[key]
+    return entries.header(key)
 
 
-def _int(entries: dict, key: str, path: str, minimum: int = 0) -> int:
-    a = _array(entries, key, path)
-    if a.shape != () or a.dtype.kind not in "iu" or int(a) < minimum:
-        raise ModelFileError(f"{path}: {key} must be an int >= {minimum}, found {a.dtype}{list(a.shape)}")
-    return int(a)
+def _int(entries: _Archive, key: str, path: str, minimum: int = 0) -> int:
+    shape, dtype = _header(entries, key, path)
+    value = int(entries.decode(key)) if shape == () and dtype.kind in "iu" else None
+    if value is None or value < minimum:
+        raise ModelFileError(f"{path}: {key} must be an int >= {minimum}, found {dtype}{list(shape)}")
+    return value
 
 
-def _float(entries: dict, key: str, path: str) -> float:
-    a = _array(entries, key, path)
-    if a.shape != () or a.dtype.kind != "f" or not np.isfinite(a):
+def _float(entries: _Archive, key: str, path: str) -> float:
+    shape, dtype = _header(entries, key, path)
+    if shape != () or dtype.kind != "f":
+        raise ModelFileError(f"{path}: {key} must be a finite float, found {dtype}{list(shape)}")
+    a = entries.decode(key)
+    if not np.isfinite(a):
         raise ModelFileError(f"{path}: {key} must be a finite float, found {a!r:.60}")
     return float(a)
 
 
-def _string(entries: dict, key: str, path: str) -> str:
-    a = _array(entries, key, path)
-    if a.shape != () or a.dtype.kind != "U":
-        raise ModelFileError(f"{path}: {key} must be a string, found {a.dtype}{list(a.shape)}")
-    return str(a)
+def _string(entries: _Archive, key: str, path: str) -> str:
+    shape, dtype = _header(entries, key, path)
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * _MAX_STRING:
+        raise ModelFileError(
+            f"{path}: {key} must be a string (at most {_MAX_STRING} characters), found {dtype}{list(shape)}"
+        )
+    return str(entries.decode(key))
 
 
-def _activation(entries: dict, key: str, path: str) -> Activation:
+def _activation(entries: _Archive, key: str, path: str) -> Activation:
     name = _string(entries, key, path)
     try:
         return Activation.parse(name)
@@ -268,28 +327,113 @@ def _activation(entries: dict, key: str, path: str) -> Activation:
         raise ModelFileError(f"{path}: {key}: {e}") from None
 
 
-def _parameters(entries: dict, key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
-    a = _array(entries, key, path)
-    if a.dtype != np.float64 or a.shape != shape:
-        raise ModelFileError(f"{path}: {key} must be float64{list(shape)}, found {a.dtype}{list(a.shape)}")
+def _parameters(entries: _Archive, key: str, shape: tuple[int, ...], path: str) -> np.ndarray:
+    found, dtype = _header(entries, key, path)
+    if dtype != np.float64 or found != shape:
+        raise ModelFileError(f"{path}: {key} must be float64{list(shape)}, found {dtype}{list(found)}")
+    a = entries.decode(key)
     if not np.all(np.isfinite(a)):
         raise ModelFileError(f"{path}: {key} holds non-finite values")
     return a
 
 
-def read_entries(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """The entries of a tinyml file (only those of ``keys`` that it has, if given).
+class _Archive:
+    """The entries of an open .npz file, read one at a time and only on demand.
 
-    Checks the format tag and version first. Missing files and unreadable
-    paths raise the usual OSError; content that is not a tinyml file of a
-    version this code reads (empty, truncated, random bytes, a pickle, another
-    .npz) raises ModelFileError.
+    Nothing is decompressed before it is asked for, and :meth:`decode` reads an
+    entry only once its declared size in the zip directory agrees with its
+    ``.npy`` header (dtype, shape), which the caller has checked against what
+    it expects: a small file cannot make the loader decode more than the model
+    it describes (no decompression bomb), and members it does not use are never
+    decompressed at all.
     """
+
+    def __init__(self, fh, name: str) -> None:
+        self.name = name
+        if fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+            raise ModelFileError(f"{name} is not a tinyml model file (it holds one bare array, not an .npz)")
+        fh.seek(0)
+        self.zip = zipfile.ZipFile(fh)
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in self.zip.infolist():  # keys as numpy.load names them: "x.npy" is entry "x"
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            self.members[key] = info
+        self._headers: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.members
+
+    def __iter__(self):
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) from the entry's ``.npy`` header: its first bytes only."""
+        if key not in self._headers:
+            info = self.members[key]
+            with self.zip.open(info) as m:
+                head = m.read(len(_NPY_MAGIC) + 2)
+                if not head.startswith(_NPY_MAGIC) or len(head) < len(_NPY_MAGIC) + 2:
+                    raise ModelFileError(f"{self.name}: entry {key!r} is not a NumPy array (.npy)")
+                version = (head[-2], head[-1])
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(m)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(m)
+                else:
+                    raise ModelFileError(f"{self.name}: entry {key!r} has .npy format version {version}")
+                data_start = m.tell()
+            if dtype.hasobject:
+                raise ModelFileError(f"{self.name}: entry {key!r} holds Python objects (pickles are refused)")
+            size = dtype.itemsize * math.prod(shape)
+            if info.file_size != data_start + size:
+                raise ModelFileError(
+                    f"{self.name}: entry {key!r} declares {info.file_size} bytes but its header "
+                    f"{dtype}{list(shape)} needs {data_start + size}; the file is damaged"
+                )
+            self._headers[key] = (tuple(shape), dtype)
+        return self._headers[key]
+
+    def decode(self, key: str) -> np.ndarray:
+        """The entry as an array; call :meth:`header` first and check what it says."""
+        with self.zip.open(self.members[key]) as m:
+            return np.lib.format.read_array(m, allow_pickle=False)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _open_regular(path: str):
+    """``open(path, "rb")``, refusing anything but a regular file (a FIFO or a
+    device would block or never end) before reading a byte of it."""
+    name = repr(path)
+    info = os.stat(path)  # missing or unreadable: the usual OSError
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelFileError(f"{name} is not a regular file (a FIFO, device or socket?); give a model file")
+    # O_NONBLOCK: were a FIFO put there since the check, opening it must not wait for a writer
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise ModelFileError(f"{name} is not a regular file (a FIFO, device or socket?); give a model file")
+    return fh
+
+
+def _archive_call(path: PathLike, read):
+    """``read(archive)`` over the checked, open .npz at ``path``, with every
+    failure that damaged content can cause reported as ModelFileError."""
     path = os.fspath(path)
     name = repr(path)
-    with open(path, "rb") as fh:  # we own the handle: numpy leaks it on some damaged zips
+    with _open_regular(path) as fh:  # we own the handle: zipfile leaks it on some damaged zips
         try:
-            return _read_open(fh, name, keys)
+            archive = _Archive(fh, name)
+            with archive.zip:
+                _check_format(archive, name)
+                return read(archive)
         except ModelFileError:
             raise
         except Exception as e:  # untrusted content can fail in many ways; all mean the same
@@ -298,37 +442,54 @@ def read_entries(path: PathLike, keys: Sequence[str] | None = None) -> dict[str,
             ) from e
 
 
-def _read_open(fh, name: str, keys: Sequence[str] | None) -> dict[str, np.ndarray]:
-    f = np.load(fh, allow_pickle=False)
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ModelFileError(f"{name} is not a tinyml model file (it holds one bare array, not an .npz)")
-    with f:
-        files = set(f.files)
-        if "format" not in files:
-            raise ModelFileError(f"{name} is not a tinyml model file (it has no 'format' entry)")
-        tag = f["format"]
-        if tag.shape != () or tag.dtype.kind != "U" or str(tag) != FORMAT:
-            raise ModelFileError(f"{name} is not a tinyml model file (format is {tag!r:.60})")
-        version = f["format_version"] if "format_version" in files else None
-        if version is None or version.shape != () or version.dtype.kind not in "iu":
-            raise ModelFileError(f"{name}: missing or malformed format_version")
-        if int(version) > FORMAT_VERSION or int(version) < 1:
-            raise ModelFileError(
-                f"{name} has format version {int(version)}; this tinyml reads version "
-                f"{FORMAT_VERSION} (a newer tinyml wrote it?)"
-            )
-        wanted = files if keys is None else files.intersection(keys)
-        return {k: f[k] for k in sorted(wanted)}
+def _check_format(archive: _Archive, name: str) -> None:
+    if "format" not in archive:
+        raise ModelFileError(f"{name} is not a tinyml model file (it has no 'format' entry)")
+    shape, dtype = archive.header("format")
+    string = shape == () and dtype.kind == "U" and dtype.itemsize <= 4 * _MAX_STRING
+    tag = str(archive.decode("format")) if string else f"{dtype}{list(shape)}"
+    if tag != FORMAT:
+        raise ModelFileError(f"{name} is not a tinyml model file (format is {tag!r:.60})")
+    version = None
+    if "format_version" in archive:
+        shape, dtype = archive.header("format_version")
+        if shape == () and dtype.kind in "iu":
+            version = archive.decode("format_version")
+    if version is None:
+        raise ModelFileError(f"{name}: missing or malformed format_version")
+    if int(version) > FORMAT_VERSION or int(version) < 1:
+        raise ModelFileError(
+            f"{name} has format version {int(version)}; this tinyml reads version "
+            f"{FORMAT_VERSION} (a newer tinyml wrote it?)"
+        )
 
 
-def _model_keys(entries_or_files) -> list[str]:
-    return [k for k in entries_or_files if not k.startswith("optimizer.")]
+def read_entries(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The entries of a tinyml file (only those of ``keys`` that it has, if given).
+
+    Checks the format tag and version first. Missing files and unreadable
+    paths raise the usual OSError; content that is not a tinyml file of a
+    version this code reads (empty, truncated, random bytes, a pickle, another
+    .npz, a member that is not a ``.npy`` array) raises ModelFileError. Only the
+    entries asked for are decompressed, each at most its declared size; the
+    loaders below ask for what the model needs only, shapes checked first.
+    """
+
+    def read(archive: _Archive) -> dict[str, np.ndarray]:
+        wanted = sorted(archive if keys is None else set(archive).intersection(keys))
+        out = {}
+        for k in wanted:
+            archive.header(k)
+            out[k] = archive.decode(k)
+        return out
+
+    return _archive_call(path, read)
 
 
 def read_spec(path: PathLike) -> _Spec:
     """Read and fully check the model part of a tinyml file."""
-    entries = read_entries(path)
-    return _Spec({k: entries[k] for k in _model_keys(entries)}, repr(os.fspath(path)))
+    name = repr(os.fspath(path))
+    return _archive_call(path, lambda archive: _Spec(archive, name))
 
 
 def _write_parameters(model: MLP, spec: _Spec) -> None:
@@ -392,28 +553,48 @@ def load_parameters(model: MLP, path: PathLike) -> None:
 _OPTIMIZER_KEYS = ("optimizer.kind", "optimizer.hyper", "optimizer.state", "optimizer.t")
 
 
-def _optimizer_state_dict(path: PathLike) -> dict:
+def _optimizer_state_dict(path: PathLike, n_params: int) -> dict:
+    """The optimiser entries of ``path``; ``state`` is decoded only if its header
+    says float[n_params, STATE_COLUMNS[kind]], what an optimiser over ``n_params``
+    parameters holds (so a file cannot make the loader decode more)."""
     name = repr(os.fspath(path))
-    entries = read_entries(path, _OPTIMIZER_KEYS)
-    missing = [k for k in _OPTIMIZER_KEYS if k not in entries]
-    if missing:
-        raise ModelFileError(
-            f"{name} holds no optimizer state (missing {', '.join(missing)}); "
-            "save it with model.save(path, optimizer=opt)"
-        )
-    kind = entries["optimizer.kind"]
-    t = entries["optimizer.t"]
-    for key, a in (("optimizer.kind", kind), ("optimizer.t", t)):
-        if a.shape != () or a.dtype.kind not in "iu":
-            raise ModelFileError(f"{name}: {key} must be an int, found {a.dtype}{list(a.shape)}")
-    if int(kind) not in KINDS:
-        raise ModelFileError(f"{name}: unknown optimizer kind {int(kind)}")
-    return {
-        "kind": int(kind),
-        "hyper": entries["optimizer.hyper"],
-        "state": entries["optimizer.state"],
-        "t": int(t),
-    }
+
+    def read(archive: _Archive) -> dict:
+        missing = [k for k in _OPTIMIZER_KEYS if k not in archive]
+        if missing:
+            raise ModelFileError(
+                f"{name} holds no optimizer state (missing {', '.join(missing)}); "
+                "save it with model.save(path, optimizer=opt)"
+            )
+        ints = {}
+        for key in ("optimizer.kind", "optimizer.t"):
+            shape, dtype = archive.header(key)
+            if shape != () or dtype.kind not in "iu":
+                raise ModelFileError(f"{name}: {key} must be an int, found {dtype}{list(shape)}")
+            ints[key] = int(archive.decode(key))
+        kind = ints["optimizer.kind"]
+        if kind not in KINDS:
+            raise ModelFileError(f"{name}: unknown optimizer kind {kind}")
+        arrays = {}
+        for key, expected in (
+            ("optimizer.hyper", (HYPER_SIZE,)),
+            ("optimizer.state", (n_params, STATE_COLUMNS[kind])),
+        ):
+            shape, dtype = archive.header(key)
+            if shape != expected or dtype.kind != "f" or dtype.itemsize > 16:
+                raise ModelFileError(
+                    f"{name}: optimizer state does not fit: {key} must be float{list(expected)} "
+                    f"for {n_params} parameters, found {dtype}{list(shape)}"
+                )
+            arrays[key] = archive.decode(key)
+        return {
+            "kind": kind,
+            "hyper": arrays["optimizer.hyper"],
+            "state": arrays["optimizer.state"],
+            "t": ints["optimizer.t"],
+        }
+
+    return _archive_call(path, read)
 
 
 def load_optimizer_state(path: PathLike, optimizer: Optimizer) -> None:
@@ -425,7 +606,7 @@ def load_optimizer_state(path: PathLike, optimizer: Optimizer) -> None:
     """
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a tinyml.optim optimizer, got {type(optimizer).__name__}")
-    sd = _optimizer_state_dict(path)
+    sd = _optimizer_state_dict(path, len(optimizer.params))
     name = repr(os.fspath(path))
     if sd["kind"] != optimizer.kind:
         raise ModelFileError(
@@ -441,7 +622,7 @@ def load_optimizer_state(path: PathLike, optimizer: Optimizer) -> None:
 def load_optimizer(path: PathLike, params) -> Optimizer:
     """A new optimiser of the saved class over ``params`` (e.g. ``model.parameters()``), restored."""
     params = _check_params(params)  # errors about params are the caller's, not the file's
-    sd = _optimizer_state_dict(path)
+    sd = _optimizer_state_dict(path, len(params))
     try:
         return Optimizer.from_state_dict(params, sd)
     except ValueError as e:

@@ -116,7 +116,7 @@ def _class_label(x, k: int, i: int, name: str) -> int:
             f"{name}: label {i} is a Value; integer labels must be plain ints "
             "(give Values as one-hot or probability rows instead)"
         )
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+    if isinstance(x, (bool, np.bool_, np.timedelta64)) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name}: label {i} is {type(x).__name__} {x!r:.40}, expected an int class index")
     if not isinstance(x, (numbers.Integral, np.integer)):
         if not (math.isfinite(x) and float(x).is_integer()):

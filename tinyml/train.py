@@ -529,11 +529,15 @@ def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
         if arr.ndim == 1:
             if arr.shape[0] != n:
                 raise ValueError(f"fit: X has {n} samples but Y has {arr.shape[0]} labels")
-            if not real_dtype(arr.dtype):
+            if not real_dtype(arr.dtype) or arr.dtype == np.bool_:  # bools refused, as by PyTorch
                 raise TypeError(
                     f"fit: cross_entropy labels must be integers, got an array of dtype {arr.dtype}"
+                    + (" (give class indices: y.astype(int))" if arr.dtype == np.bool_ else "")
                 )
-            if not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
+            whole = np.issubdtype(arr.dtype, np.integer) or (
+                np.all(np.isfinite(arr)) and np.all(np.mod(arr, 1) == 0)  # isfinite first: mod(inf) warns
+            )
+            if not whole:
                 raise ValueError("fit: cross_entropy labels of shape (n,) must be integers")
             if n and (arr.min() < 0 or arr.max() >= k):  # before any cast: 2**64 - 1 is not -1
                 raise ValueError(

@@ -26,7 +26,7 @@ def _operand(x: object) -> float | None:
     t = type(x)
     if t is float or t is int:
         return float(x)
-    if isinstance(x, numbers.Real):
+    if isinstance(x, numbers.Real) and not isinstance(x, np.timedelta64):  # see real_dtype
         return float(x)
     return None
 
@@ -40,8 +40,12 @@ def _number(x: object, what: str) -> float:
 
 
 def real_dtype(dtype: np.dtype) -> bool:
-    """Whether an array of ``dtype`` holds real numbers: bool, integer or floating."""
-    return dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    """Whether an array of ``dtype`` holds real numbers: bool, integer or floating.
+
+    Not timedelta64 (which NumPy counts as an integer type) nor datetime64: their
+    numbers are ticks of a unit, so seconds and milliseconds would differ 1000x.
+    """
+    return dtype.kind in "biuf"
 
 
 def real_array(a: object, what: str) -> np.ndarray:
@@ -54,7 +58,7 @@ def real_array(a: object, what: str) -> np.ndarray:
         raise ValueError(f"{what}: expected an array of numbers ({e})") from None
     if arr.dtype == object:
         for x in arr.flat:
-            if type(x) is Value or not isinstance(x, numbers.Real):
+            if type(x) is Value or not isinstance(x, numbers.Real) or isinstance(x, np.timedelta64):
                 raise TypeError(f"{what}: expected real numbers, found {type(x).__name__} {x!r:.40}")
         return arr.astype(np.float64)
     if not real_dtype(arr.dtype):
