@@ -507,6 +507,26 @@ def test_a_decompression_bomb_costs_no_memory(tmp_path):
             assert "does not fit" in str(out)
 
 
+def test_load_parameters_reads_no_parameter_of_another_architecture(tmp_path):
+    """The model's own architecture bounds what load_parameters decodes."""
+    arrays = _good_arrays()  # MLP(3, [4, 2])
+    big = _BOMB_ZEROS // 8 // 3
+    arrays["layer_sizes"] = np.array([big, 2])
+    del arrays["layers.0.weight"], arrays["layers.0.bias"], arrays["layers.1.weight"]
+    path = tmp_path / "big.npz"
+    _npz_with(
+        path,
+        arrays,
+        zeros={"layers.0.weight": (big, 3), "layers.0.bias": (big,), "layers.1.weight": (2, big)},
+    )
+    model = _trained_model()
+    before = _params(model)
+    peak, out = _peak_bytes(lambda: model.load_parameters(path))
+    assert isinstance(out, tm.io.ModelFileError) and "another architecture" in str(out), out
+    assert peak < 4 << 20, peak
+    assert _params(model) == before
+
+
 def test_an_entry_whose_size_disagrees_with_its_header_is_refused(tmp_path):
     import io
 

@@ -252,7 +252,7 @@ class _Spec:
     expected, and only the entries a model needs: see :class:`_Archive`.
     """
 
-    def __init__(self, entries: _Archive, path: str) -> None:
+    def __init__(self, entries: _Archive, path: str, fits=None) -> None:
         self.path = path
         self.n_inputs = _int(entries, "n_inputs", path, minimum=1)
         shape, dtype = _header(entries, "layer_sizes", path)
@@ -269,6 +269,8 @@ class _Spec:
         if self.init not in INITS:
             raise ModelFileError(f"{path}: unknown init {self.init!r}")
         self.learning_rate = _float(entries, "learning_rate", path)
+        if fits is not None:  # the architecture a caller needs, checked before any parameter is read
+            fits(self)
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
         fan_in = self.n_inputs
         for i, n_out in enumerate(self.layer_sizes):
@@ -486,10 +488,14 @@ def read_entries(path: PathLike, keys: Sequence[str] | None = None) -> dict[str,
     return _archive_call(path, read)
 
 
-def read_spec(path: PathLike) -> _Spec:
-    """Read and fully check the model part of a tinyml file."""
+def read_spec(path: PathLike, fits=None) -> _Spec:
+    """Read and fully check the model part of a tinyml file.
+
+    ``fits(spec)``, if given, is called once the architecture is read and before
+    the parameters are, to refuse a file of another architecture than needed.
+    """
     name = repr(os.fspath(path))
-    return _archive_call(path, lambda archive: _Spec(archive, name))
+    return _archive_call(path, lambda archive: _Spec(archive, name, fits))
 
 
 def _write_parameters(model: MLP, spec: _Spec) -> None:
@@ -531,20 +537,22 @@ def load_parameters(model: MLP, path: PathLike) -> None:
     learning rate); gradients are left as they are.
     """
     model = _check_model(model)
-    spec = read_spec(path)
-    mismatches = []
-    if spec.n_inputs != model.n_inputs or spec.layer_sizes != list(model.layer_sizes):
-        mismatches.append(f"{spec.describe()} != MLP({model.n_inputs}, {list(model.layer_sizes)})")
-    for key in ("activation", "output_activation"):
-        theirs = getattr(spec, key)
-        ours = Activation.parse(getattr(model, key))
-        if theirs is not ours:
-            mismatches.append(f"{key} {theirs.value!r} != {ours.value!r}")
-    if mismatches:
-        raise ModelFileError(
-            f"{spec.path} holds a model of another architecture than this one: " + "; ".join(mismatches)
-        )
-    _write_parameters(model, spec)
+
+    def fits(spec: _Spec) -> None:
+        mismatches = []
+        if spec.n_inputs != model.n_inputs or spec.layer_sizes != list(model.layer_sizes):
+            mismatches.append(f"{spec.describe()} != MLP({model.n_inputs}, {list(model.layer_sizes)})")
+        for key in ("activation", "output_activation"):
+            theirs = getattr(spec, key)
+            ours = Activation.parse(getattr(model, key))
+            if theirs is not ours:
+                mismatches.append(f"{key} {theirs.value!r} != {ours.value!r}")
+        if mismatches:
+            raise ModelFileError(
+                f"{spec.path} holds a model of another architecture than this one: " + "; ".join(mismatches)
+            )
+
+    _write_parameters(model, read_spec(path, fits))
 
 
 # ---------------------------------------------------------------------------
