@@ -270,15 +270,14 @@ class Graph:
     # arrays start zeroed; compaction and clear() re-zero what they vacate), so
     # appending a row writes only what differs from that.
     #
-    # Interrupt safety (Ctrl-C can raise KeyboardInterrupt between any two
-    # statements): each append first writes the free rows and entries beyond
-    # ``n``/``entries``, which no reader looks at, and then publishes them by
-    # setting the counters in one final statement without a call in it (CPython
-    # delivers signals only at calls and loop jumps, and a trace function only
-    # between lines). If it is interrupted before that, the rows it touched are
-    # put back to their free state, so the tape is exactly as before the call;
-    # after it, exactly as after. This costs nothing
-    # on the hot path, unlike holding interrupts (two signal.signal calls) per append.
+    # Interrupt safety: each append first writes the free rows and entries
+    # beyond ``n``/``entries``, which no reader looks at, and then publishes them
+    # by setting the counters in one final statement with no call in it (CPython
+    # runs a signal handler only at calls and loop jumps, a trace function only
+    # between lines). Interrupted before that, it puts the rows it touched back
+    # to their free state, again with no call: the tape is exactly as before the
+    # call, or else exactly as after it. This costs nothing on the hot path,
+    # unlike holding interrupts per append (two signal.signal calls).
     def push_leaf(self, value: float) -> int:
         n = self.n
         self.data[n, 0] = value
