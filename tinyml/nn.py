@@ -261,6 +261,11 @@ class MLP(Module):
         if not self.layer_sizes:
             raise ValueError("layer_sizes must name at least one layer")
         self.learning_rate = _number(learning_rate, "learning_rate")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0.0):
+            raise ValueError(
+                f"learning_rate must be a finite number >= 0 (gradient descent steps against the "
+                f"gradient), got {learning_rate}"
+            )
         self.activation = Activation.parse(activation)
         self.output_activation = (
             self.activation if output_activation is None else Activation.parse(output_activation)
@@ -380,25 +385,22 @@ class MLP(Module):
         usual and leaves the parameters of the steps completed so far.
         ``progress`` shows a progress line on stderr for fits longer than a second.
         """
-        from .train import fit_model
+        from .train import FitOptions, fit_model
 
-        return fit_model(
-            self,
-            X,
-            Y,
-            epochs,
-            loss,
-            batch_size,
-            report_every,
-            callback,
-            shuffle,
-            seed,
+        options = FitOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            report_every=report_every,
+            callback=callback,
+            shuffle=shuffle,
+            seed=seed,
             optimizer=optimizer,
             l1=l1,
             l2=l2,
             dropout=dropout,
             progress=progress,
         )
+        return fit_model(self, X, Y, loss, options)
 
     def predict(self, X) -> np.ndarray:
         """Outputs for every row of ``X`` (n, n_inputs), as a float64 array (n, n_outputs)."""

@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -70,6 +70,70 @@ class History:
     def __repr__(self) -> str:
         last = f", last loss {self.loss[-1]:.6g}" if len(self.loss) else ""
         return f"History({self.epochs_run} epochs, {len(self.epoch)} records{last})"
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Every option of one training run, checked once when it is built.
+
+    ``MLP.fit`` and ``Program.fit`` build one from their keyword arguments and
+    hand it down; other front-ends (``Module.fit``) do the same and call
+    :meth:`Program.fit_with`. Numbers are normalised (``int``/``float``), so
+    what the training loop reads is always valid. ``lr`` is plain SGD's
+    learning rate, used when no ``optimizer`` is given.
+    """
+
+    epochs: int = 1000
+    lr: float | None = None
+    optimizer: object = None
+    batch_size: int | None = None
+    reduction: str = "mean"
+    report_every: int = 500
+    callback: Callable[[int, float], object] | None = None
+    shuffle: bool = True
+    seed: int | None = None
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        put("epochs", _count(self.epochs, "epochs", minimum=0))
+        put("report_every", _count(self.report_every, "report_every", minimum=1))
+        if self.batch_size is not None:
+            put("batch_size", _count(self.batch_size, "batch_size", minimum=1))
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"fit: reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError("fit: callback must be callable(epoch, loss)")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer, np.random.Generator))
+        ):
+            raise TypeError(f"fit: seed must be an int or None, got {type(self.seed).__name__}")
+        put("l1", _nonneg(self.l1, "l1"))
+        put("l2", _nonneg(self.l2, "l2"))
+        rate = _nonneg(self.dropout, "dropout")
+        if rate >= 1.0:
+            raise ValueError(f"fit: dropout must be below 1, got {rate}")
+        put("dropout", rate)
+        if self.lr is not None:
+            put("lr", _nonneg(self.lr, "lr"))
+        opt = self.optimizer
+        if isinstance(opt, type):
+            raise TypeError(
+                f"fit: optimizer must be an optimiser object, got the class {opt.__name__} itself; "
+                f"build one over the parameters, e.g. optimizer=tm.optim.{opt.__name__}(model.parameters())"
+            )
+        if opt is not None and not (hasattr(opt, "hyper") and hasattr(opt, "state") and hasattr(opt, "kind")):
+            raise TypeError(
+                f"fit: optimizer must be one from tm.optim (e.g. tm.optim.Adam(model.parameters())), "
+                f"got {type(opt).__name__}"
+            )
+        put("shuffle", bool(self.shuffle))
+        put("progress", bool(self.progress))
 
 
 _Tape = kernels.Tape  # the tape of a program with lanes: eight arrays, see kernels.Tape
@@ -240,22 +304,40 @@ class Program:
         over exactly this program's parameters. ``batch_size=None`` is one
         full-batch step per epoch. See ``MLP.fit`` for the other arguments.
         """
+        options = FitOptions(
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            reduction=reduction,
+            report_every=report_every,
+            callback=callback,
+            shuffle=shuffle,
+            seed=seed,
+            l1=l1,
+            l2=l2,
+            progress=progress,
+        )
+        return self.fit_with(samples, options)
+
+    def fit_with(self, samples, options: FitOptions) -> History:
+        """``fit`` with every option in one checked :class:`FitOptions` (the entry point
+        that ``MLP.fit`` and other front-ends share)."""
+        if not isinstance(options, FitOptions):
+            raise TypeError(f"fit_with: options must be a FitOptions, got {type(options).__name__}")
         x = self._samples(samples, "fit")
         n = x.shape[0]
         if n == 0:
             raise ValueError("fit: no samples given")
-        epochs = _count(epochs, "epochs", minimum=0)
-        report_every = _count(report_every, "report_every", minimum=1)
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"fit: reduction must be 'mean' or 'sum', got {reduction!r}")
-        batch = n if batch_size is None else min(_count(batch_size, "batch_size", minimum=1), n)
-        if callback is not None and not callable(callback):
-            raise TypeError("fit: callback must be callable(epoch, loss)")
-        penalty = np.array([_nonneg(l1, "l1"), _nonneg(l2, "l2")])
-        opt = self._optimizer(lr, optimizer)
+        epochs = options.epochs
+        report_every = options.report_every
+        callback = options.callback
+        batch = n if options.batch_size is None else min(options.batch_size, n)
+        penalty = np.array([options.l1, options.l2])
+        opt = self._optimizer(options.lr, options.optimizer)
         # one stream of seeds, from the user's seed: shuffling, then dropout noise
-        seeds = np.random.default_rng(seed).integers(0, 2**62, size=2)
-        shuffle_seed = int(seeds[0]) if shuffle and batch < n else -1
+        seeds = np.random.default_rng(options.seed).integers(0, 2**62, size=2)
+        shuffle_seed = int(seeds[0]) if options.shuffle and batch < n else -1
         noise_seed = int(seeds[1])
         lanes = min(MAX_LANES, batch)
         tape = self._tape(lanes)
@@ -266,13 +348,14 @@ class Program:
         params = (self.param_rows, values, np.zeros(p), np.zeros_like(opt.state))
         optargs = (int(opt.kind), opt.state, opt.hyper)
         run = np.array(
-            [self.out_rows[0], self.first, batch, reduction == "mean", shuffle_seed, noise_seed], np.int64
+            [self.out_rows[0], self.first, batch, options.reduction == "mean", shuffle_seed, noise_seed],
+            np.int64,
         )
 
         stopped = False
         epochs_rec: list[np.ndarray] = []
         losses_rec: list[np.ndarray] = []
-        reporter = _Progress(epochs) if progress else None
+        reporter = _Progress(epochs) if options.progress else None
         start = time.perf_counter()
         epoch = 0
         chunk = 1 if epochs else 0
@@ -626,30 +709,16 @@ def _trace_room(model, rate: float) -> tuple[int, int]:
     return rows, entries
 
 
-def fit_model(model, X, Y, epochs: int, loss, batch_size, report_every, callback, shuffle, seed, **options):
+def fit_model(model, X, Y, loss, options: FitOptions) -> History:
+    """``MLP.fit``: check X and Y against the model, trace it with ``loss``, train."""
     x = _finite_matrix(X, "X")
     if x.shape[1] != model.n_inputs:
         raise ValueError(f"fit: X must have {model.n_inputs} columns (the model's inputs), got {x.shape[1]}")
     y = _targets(model, Y, loss, x.shape[0])
-    rate = _nonneg(options.pop("dropout", 0.0), "dropout")
-    if rate >= 1.0:
-        raise ValueError(f"fit: dropout must be below 1, got {rate}")
-    program, reduction = _trace(model, loss, rate)
-    optimizer = options.pop("optimizer", None)
-    lr = None if optimizer is not None else model.learning_rate
-    return program.fit(
-        np.hstack([x, y]),
-        epochs,
-        lr=lr,
-        optimizer=optimizer,
-        batch_size=batch_size,
-        reduction=reduction,
-        report_every=report_every,
-        callback=callback,
-        shuffle=shuffle,
-        seed=seed,
-        **options,
-    )
+    program, reduction = _trace(model, loss, options.dropout)
+    if options.optimizer is None:
+        options = replace(options, lr=_nonneg(model.learning_rate, "the model's learning_rate"))
+    return program.fit_with(np.hstack([x, y]), replace(options, reduction=reduction))
 
 
 def predict_model(model, X) -> np.ndarray:

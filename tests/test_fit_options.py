@@ -1,0 +1,82 @@
+"""FitOptions: fit's options checked once, in one object, handed down unchanged."""
+
+import numpy as np
+import pytest
+
+import tinyml as tm
+
+X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+Y = np.array([[0.0], [1.0], [1.0], [0.0]])
+
+
+def test_options_are_normalised_and_frozen():
+    o = tm.FitOptions(epochs=np.int64(5), l2=1, batch_size=np.int32(2))
+    assert type(o.epochs) is int and o.epochs == 5
+    assert type(o.l2) is float and type(o.batch_size) is int
+    with pytest.raises(AttributeError):
+        o.epochs = 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"epochs": -1}, ValueError, "epochs"),
+        ({"epochs": 2.0}, TypeError, "epochs"),
+        ({"report_every": 0}, ValueError, "report_every"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"reduction": "max"}, ValueError, "reduction"),
+        ({"callback": 3}, TypeError, "callback"),
+        ({"l1": -0.1}, ValueError, "l1"),
+        ({"dropout": 1.0}, ValueError, "dropout"),
+        ({"lr": -0.5}, ValueError, "lr"),
+        ({"seed": 1.5}, TypeError, "seed"),
+        ({"optimizer": "adam"}, TypeError, "tm.optim"),
+    ],
+)
+def test_bad_options_are_refused_when_built(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        tm.FitOptions(**kwargs)
+
+
+def test_optimizer_class_instead_of_instance_says_how_to_fix():
+    model = tm.MLP(2, [3, 1], seed=0)
+    with pytest.raises(TypeError, match=r"class Adam itself.*tm\.optim\.Adam\(model\.parameters\(\)\)"):
+        model.fit(X, Y, epochs=1, optimizer=tm.optim.Adam, progress=False)
+
+
+def test_negative_learning_rate_refused_where_given():
+    with pytest.raises(ValueError, match="learning_rate must be a finite number >= 0"):
+        tm.MLP(2, [3, 1], learning_rate=-0.1)
+    model = tm.MLP(2, [3, 1], seed=0)
+    model.learning_rate = -1.0
+    with pytest.raises(ValueError, match="the model's learning_rate"):
+        model.fit(X, Y, epochs=1, progress=False)
+
+
+def test_fit_with_equals_fit():
+    """The same options through Program.fit and Program.fit_with give the same model."""
+    results = []
+    for use_options in (False, True):
+        model = tm.MLP(2, [3, 1], seed=1)
+        xs = tm.placeholders(2, model.graph)
+        ys = tm.placeholders(1, model.graph)
+        loss = tm.losses.mse(model(xs), ys)
+        program = tm.compile(loss, xs + ys, model.parameters())
+        samples = np.hstack([X, Y])
+        if use_options:
+            h = program.fit_with(
+                samples, tm.FitOptions(epochs=7, lr=0.3, batch_size=2, seed=4, progress=False)
+            )
+        else:
+            h = program.fit(samples, 7, lr=0.3, batch_size=2, seed=4, progress=False)
+        results.append((h.loss, [p.data for p in model.parameters()]))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]
+
+
+def test_fit_with_wants_options():
+    model = tm.MLP(2, [1], seed=0)
+    xs = tm.placeholders(2, model.graph)
+    program = tm.compile(model(xs)[0], xs, model.parameters())
+    with pytest.raises(TypeError, match="FitOptions"):
+        program.fit_with(X, {"epochs": 3})
