@@ -365,6 +365,9 @@ class MLP(Module):
         l2: float = 0.0,
         dropout: float = 0.0,
         progress: bool = True,
+        validation_data=None,
+        early_stopping=None,
+        scheduler=None,
     ):
         """Train on ``X`` (n, n_inputs) and ``Y`` with compiled kernels; returns a History.
 
@@ -383,7 +386,14 @@ class MLP(Module):
         A non-finite loss raises ``tm.TrainingDiverged`` naming the epoch and
         leaves the last finite parameters. Ctrl-C raises KeyboardInterrupt as
         usual and leaves the parameters of the steps completed so far.
-        ``progress`` shows a progress line on stderr for fits longer than a second.
+        ``progress`` shows a tqdm progress bar for fits longer than a second.
+        ``validation_data=(X_val, Y_val)`` fills ``history.val_loss`` (the loss
+        on it after each recorded epoch's update); ``early_stopping=
+        tm.EarlyStopping(patience=10, min_delta=0.0, restore_best=True)`` stops
+        when the validation loss (the training loss without validation data)
+        stops improving; ``scheduler`` (from ``tm.optim.lr_scheduler``, over the
+        ``optimizer``, which it supplies when not given) is stepped once per
+        epoch. All three run inside the compiled loop.
         """
         from .train import FitOptions, fit_model
 
@@ -399,6 +409,9 @@ class MLP(Module):
             l2=l2,
             dropout=dropout,
             progress=progress,
+            validation_data=validation_data,
+            early_stopping=early_stopping,
+            scheduler=scheduler,
         )
         return fit_model(self, X, Y, loss, options)
 
