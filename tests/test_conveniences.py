@@ -256,3 +256,36 @@ def test_early_stopping_arguments_checked():
         tm.EarlyStopping(min_delta=-0.1)
     with pytest.raises(TypeError, match="EarlyStopping"):
         make().fit(X, Y, epochs=1, early_stopping=5)
+
+
+# -- progress -------------------------------------------------------------------------
+def test_short_fit_prints_nothing(capsys):
+    make().fit(X, Y, epochs=50, progress=False)  # compiles (when the cache is cold), silently
+    assert capsys.readouterr().err == ""
+    make().fit(X, Y, epochs=50, progress=True)  # well under the one-second delay
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_progress_bar_shows_rate_eta_and_figures():
+    import io
+    import time
+
+    out = io.StringIO()
+    with tm.train.ProgressBar(200, desc="fit", unit="epoch", delay=0.0, file=out) as bar:
+        bar.update(50, loss=0.25)
+        time.sleep(0.02)
+        bar.update(100, loss=0.125)
+    text = out.getvalue()
+    assert "100/200" in text and "epoch/s" in text and "loss=0.125" in text
+    assert "<" in text  # tqdm's "elapsed<remaining"
+
+
+def test_progress_bar_silent_before_its_delay():
+    import io
+
+    out = io.StringIO()
+    bar = tm.train.ProgressBar(10, delay=60.0, file=out)
+    bar.update(10, loss=1.0)
+    bar.close()
+    assert out.getvalue() == ""
