@@ -80,3 +80,33 @@ def test_fit_with_wants_options():
     program = tm.compile(model(xs)[0], xs, model.parameters())
     with pytest.raises(TypeError, match="FitOptions"):
         program.fit_with(X, {"epochs": 3})
+
+
+# -- error messages that say how to fix the mistake ------------------------------------
+def test_backward_on_a_tensor_of_many_elements_says_reduce_it():
+    with tm.Graph():
+        t = tm.Tensor([[1.0, 2.0], [3.0, 4.0]])
+        with pytest.raises(ValueError, match=r"shape \(2, 2\).*t\.sum\(\)\.backward\(\)"):
+            (t * t).backward()
+        one = tm.Tensor([[3.0]])
+        (one * one).backward()  # one element: backpropagates, as PyTorch
+        np.testing.assert_array_equal(one.grad, [[6.0]])
+
+
+def test_cross_entropy_on_one_output_suggests_binary_cross_entropy():
+    model = tm.MLP(2, [3, 1], seed=0, output_activation="linear")
+    with pytest.raises(ValueError, match="binary_cross_entropy"):
+        model.fit(X, np.array([0, 1, 1, 0]), epochs=1, loss="cross_entropy", progress=False)
+
+
+def test_labels_shaped_n_by_1_suggest_1d_labels():
+    model = tm.MLP(2, [3, 2], seed=0, output_activation="linear")
+    with pytest.raises(ValueError, match=r"shape \(4, 1\).*1-D array of shape \(4,\)"):
+        model.fit(X, np.array([[0], [1], [1], [0]]), epochs=1, loss="cross_entropy", progress=False)
+
+
+def test_saving_into_a_missing_folder_names_the_folder(tmp_path):
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(FileNotFoundError, match=r"folder '.*no/such' does not exist.*makedirs"):
+        tm.MLP(2, [1], seed=0).save(missing / "model.npz")
+    assert not (tmp_path / "no").exists()

@@ -711,7 +711,24 @@ def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
     """Check ``y`` against the model and loss; integer labels become one-hot rows."""
     k = model.n_outputs
     if loss == "cross_entropy":
+        if k == 1:
+            raise ValueError(
+                "fit: cross_entropy needs a model with one output per class (a softmax over one output "
+                "is always 1, so the loss is always 0); for two classes, build the model with "
+                "output_activation='sigmoid' and use loss='binary_cross_entropy' with 0/1 targets, "
+                "or give it 2 outputs"
+            )
         arr = np.asarray(y)
+        if (
+            arr.ndim == 2
+            and arr.shape[1] == 1
+            and real_dtype(arr.dtype)
+            and (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0))
+        ):
+            raise ValueError(
+                f"fit: cross_entropy labels have shape {arr.shape}; give integer labels as a 1-D array of "
+                f"shape ({arr.shape[0]},) (e.g. y.ravel()), or one-hot rows of {k} columns"
+            )
         if arr.ndim == 1:
             if arr.shape[0] != n:
                 raise ValueError(f"fit: X has {n} samples but Y has {arr.shape[0]} labels")
