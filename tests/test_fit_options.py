@@ -110,3 +110,21 @@ def test_saving_into_a_missing_folder_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"folder '.*no/such' does not exist.*makedirs"):
         tm.MLP(2, [1], seed=0).save(missing / "model.npz")
     assert not (tmp_path / "no").exists()
+
+
+def test_summary_lists_layers_shapes_and_parameter_counts():
+    model = tm.MLP(64, [32, 16, 10], activation="relu", output_activation="linear", seed=0)
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert lines[0] == "MLP: 64 inputs -> 32 -> 16 -> 10"
+    rows = [line.split() for line in lines if line.startswith("Layer(")]
+    assert [r[0] + r[1] + r[2] for r in rows] == [
+        "Layer(64,32,relu)",
+        "Layer(32,16,relu)",
+        "Layer(16,10,linear)",
+    ]
+    assert [r[3] + r[4] for r in rows] == ["(n,32)", "(n,16)", "(n,10)"]
+    counts = [int(r[5].replace(",", "")) for r in rows]
+    assert counts == [64 * 32 + 32, 32 * 16 + 16, 16 * 10 + 10]
+    assert f"Total params: {sum(counts):,}" in text and sum(counts) == len(model.parameters())

@@ -421,11 +421,41 @@ class MLP(Module):
 
         return predict_model(self, X)
 
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
+        """Print a table of the layers, their output shapes and parameter counts (as Keras's).
+
+        ``print_fn`` receives the table one line at a time (``print`` by default).
+        """
+        rows = [
+            (
+                f"Layer({layer.n_inputs}, {layer.n_outputs}, {layer.activation.value})",
+                f"(n, {layer.n_outputs})",
+                len(layer.parameters()),
+            )
+            for layer in self.layers
+        ]
+        title = f"MLP: {self.n_inputs} inputs -> {' -> '.join(map(str, self.layer_sizes))}"
+        for line in _summary_table(title, rows):
+            print_fn(line)
+
     def __repr__(self) -> str:
         return (
             f"MLP({self.n_inputs}, {self.layer_sizes}, learning_rate={self.learning_rate}, "
             f"activation={self.activation.value!r}, output_activation={self.output_activation.value!r})"
         )
+
+
+def _summary_table(title: str, rows: Sequence[tuple[str, str, int]]) -> list[str]:
+    """Lines of a model summary: ``rows`` of (layer, output shape, parameter count)."""
+    head = ("Layer", "Output shape", "Param #")
+    w0 = max(len(head[0]), *(len(r[0]) for r in rows))
+    w1 = max(len(head[1]), *(len(r[1]) for r in rows))
+    w2 = max(len(head[2]), *(len(f"{r[2]:,}") for r in rows))
+    rule = "=" * (w0 + w1 + w2 + 4)
+    lines = [title, rule, f"{head[0]:<{w0}}  {head[1]:<{w1}}  {head[2]:>{w2}}", "-" * len(rule)]
+    lines += [f"{name:<{w0}}  {shape:<{w1}}  {count:>{w2},}" for name, shape, count in rows]
+    lines += [rule, f"Total params: {sum(r[2] for r in rows):,} (all trainable)"]
+    return lines
 
 
 # ---------------------------------------------------------------------------
