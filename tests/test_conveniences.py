@@ -289,3 +289,22 @@ def test_progress_bar_silent_before_its_delay():
     bar.update(10, loss=1.0)
     bar.close()
     assert out.getvalue() == ""
+
+
+def test_program_fit_takes_the_same_conveniences():
+    """The low-level Program.fit: validation samples, early stopping and a schedule."""
+    model = make(lr=0.6)
+    xs = tm.placeholders(3, model.graph)
+    ys = tm.placeholders(1, model.graph)
+    program = tm.compile(tm.losses.mse(model(xs), ys), xs + ys, model.parameters())
+    opt = tm.optim.SGD(model.parameters(), 0.6)
+    es = tm.EarlyStopping(patience=3, min_delta=1e-3)
+    sched = tm.optim.lr_scheduler.StepLR(opt, 1000)
+    h = program.fit(np.hstack([X, Y]), 60, optimizer=opt, shuffle=False, validation_data=np.hstack([XV, YV]),
+                    early_stopping=es, scheduler=sched, progress=False)  # fmt: skip
+    ref = reference_run_lr(60, 0.6)
+    runs, best_epoch = expected_stop([r[1] for r in ref], 3, 1e-3)
+    assert (h.epochs_run, es.best_epoch) == (runs, best_epoch)
+    np.testing.assert_allclose(params(model), ref[best_epoch][3], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="validation_data: expected 4 columns"):
+        program.fit(np.hstack([X, Y]), 1, lr=0.1, validation_data=XV, progress=False)

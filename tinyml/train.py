@@ -355,13 +355,18 @@ class Program:
         l1: float = 0.0,
         l2: float = 0.0,
         progress: bool = True,
+        validation_data=None,
+        early_stopping: EarlyStopping | None = None,
+        scheduler=None,
     ) -> History:
         """Train the parameters on output 0, a per-sample loss, reduced over each batch.
 
         ``reduction="mean"`` averages the per-sample losses of a batch, ``"sum"``
         adds them. Give ``lr`` (plain SGD) or an ``optimizer`` from ``tm.optim``
         over exactly this program's parameters. ``batch_size=None`` is one
-        full-batch step per epoch. See ``MLP.fit`` for the other arguments.
+        full-batch step per epoch. ``validation_data`` is a samples array like
+        ``samples`` (its loss, reduced the same way, fills ``History.val_loss``).
+        See ``MLP.fit`` for the other arguments.
         """
         options = FitOptions(
             epochs=epochs,
@@ -376,6 +381,9 @@ class Program:
             l1=l1,
             l2=l2,
             progress=progress,
+            validation_data=validation_data,
+            early_stopping=early_stopping,
+            scheduler=scheduler,
         )
         return self.fit_with(samples, options)
 
