@@ -1222,8 +1222,10 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
         stop[6] = epoch - epoch0 + 1  # epochs completed, readable even after a Ctrl-C
         monitored = losses[epoch - epoch0]
         if val.shape[0]:
-            monitored = validation_loss(op, pstart, pidx, val_aux, data, shared, in_rows, noise_rows,
-                                        val, val_order, first, end, mean, general)  # fmt: skip
+            val_tape = (op, pstart, pidx, val_aux, data, grad, shared, shared_grad)
+            monitored = validation_loss(
+                val_tape, in_rows, noise_rows, val, val_order, first, end, mean, general
+            )
             for p in range(values.shape[0]):  # the same penalty the training loss carries
                 v = values[p]
                 monitored += penalty[0] * abs(v) + penalty[1] * v * v
@@ -1245,10 +1247,10 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
 
 
 @kernel
-def validation_loss(op, pstart, pidx, aux, data, shared, in_rows, noise_rows, val, order, first, end,
-                    mean, general):  # fmt: skip
+def validation_loss(tape, in_rows, noise_rows, val, order, first, end, mean, general):
     """The loss row ``end - 1`` summed over the samples ``val`` (averaged if ``mean``),
-    lanes at a time; noise rows are set to 1.0 (``aux`` gives dropout rows rate 0)."""
+    lanes at a time; noise rows are set to 1.0 (the tape's ``aux`` gives dropout rows rate 0)."""
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
     m = val.shape[0]
     loss_row = end - 1
@@ -1258,7 +1260,7 @@ def validation_loss(op, pstart, pidx, aux, data, shared, in_rows, noise_rows, va
         load_lanes(data, in_rows, val, order, c0, width)
         for r in noise_rows:
             data[r, :] = 1.0
-        forward(op, pstart, pidx, aux, data, shared, first, end, general)
+        forward(tape, first, end, general)
         for lane in range(width):
             total += shared[loss_row] if op[loss_row] == LEAF else data[loss_row, lane]
     return total / m if mean else total
