@@ -45,6 +45,8 @@ def plot_boundary(model: tm.MLP, X: np.ndarray, labels: np.ndarray, path: Path, 
         ax.scatter(pts[:, 0], pts[:, 1], s=25, c=color, edgecolors="k", linewidths=0.5, label=name)
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(ys[0], ys[-1])
+    ax.set_xlabel("feature 1 (x)")
+    ax.set_ylabel("feature 2 (y)")
     ax.set_title(title)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()

@@ -20,6 +20,7 @@ import tinyml as tm
 INPUTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 TARGETS = np.array([[0.0], [1.0], [1.0], [0.0]])
 REPORT_EVERY = 500
+EXTRAS_HINT = 'pip install ".[examples]" (or pip install matplotlib)'
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if args.plot:  # fail now, not after a long training run
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(f"--plot needs matplotlib: {EXTRAS_HINT}, or run without --plot", file=sys.stderr)
+            return 1
 
     model = tm.MLP(2, [4, 1], args.lr, tm.Activation.TANH, seed=args.seed, init="uniform01")
     print("Initial training start...")
@@ -59,14 +66,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plot_loss(history: tm.History, path: str) -> None:
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print('--plot needs matplotlib: pip install ".[examples]"', file=sys.stderr)
-        raise SystemExit(2) from None
+    matplotlib.use("Agg")  # write a file, never open a window
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.semilogy(history.epoch, history.loss)
     ax.set_xlabel("epoch")

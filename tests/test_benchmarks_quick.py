@@ -69,7 +69,7 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
     assert report["machine_line"] in report["stdout"]
 
     keys = [w["key"] for w in report["workloads"]]
-    assert keys == ["xor", "eager", "startup", "engine", "memory.tape", "memory.rss", "digits"]
+    assert keys == ["xor", "eager", "startup", "engine", "memory.tape", "memory.rss", "digits", "sklearn"]
     got = entries(report)
     for (key, name), e in got.items():
         package = PEER_PACKAGES.get(name)
@@ -92,6 +92,8 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
     assert got[("startup", "xor_demo.py cold")]["status"] == "ok"
     if installed("sklearn"):
         assert got[("digits", "numba (hand-written)")]["status"] == "ok"
+        assert got[("sklearn", "tinyml.sklearn")]["status"] == "ok"
+        assert got[("sklearn", "scikit-learn")]["status"] == "ok"
 
 
 def test_missing_peers_are_reported_as_skipped_not_as_errors(tmp_path):

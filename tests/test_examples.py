@@ -119,12 +119,23 @@ def test_moons_accuracy_and_decision_boundary_in_the_default_moons_png(tmp_path)
         assert share > 0.05, f"region colour {hex_colour} covers only {share:.3f} of the picture"
 
 
-def test_moons_out_option_in_process(tmp_path, capsys):
+def test_moons_out_option_in_process(tmp_path, capsys, monkeypatch):
+    import matplotlib.figure
+
     spec = importlib.util.spec_from_file_location("moons_example", EXAMPLES / "moons.py")
     moons = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(moons)
     picture = tmp_path / "elsewhere.png"
+    labels = []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def recording_savefig(fig, *args, **kwargs):
+        labels.extend((ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording_savefig)
     assert moons.main(["--epochs", "20", "--out", str(picture)]) == 0
+    assert labels and all(x and y for x, y in labels), "the moons picture has axis labels"
     out = capsys.readouterr().out
     accuracy_line(out, "training")
     assert f"written to {picture.resolve()}" in out
@@ -138,6 +149,7 @@ def test_moons_out_option_in_process(tmp_path, capsys):
         ("digits.py", [], ("sklearn",), "scikit-learn"),
         ("moons.py", ["--out", "PNG"], ("matplotlib",), "matplotlib"),
         ("moons.py", ["--out", "PNG"], ("sklearn",), "scikit-learn"),
+        ("xor_demo.py", ["--epochs", "100", "--plot", "PNG"], ("matplotlib",), "matplotlib"),
     ],
 )
 def test_missing_extras_give_a_clear_message_before_training(tmp_path, script, args, blocked, needs):
@@ -147,5 +159,5 @@ def test_missing_extras_give_a_clear_message_before_training(tmp_path, script, a
     assert proc.returncode == 1
     assert needs in proc.stderr and 'pip install ".[examples]"' in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "fit:" not in proc.stdout  # stopped before training
+    assert "fit:" not in proc.stdout and "Epoch" not in proc.stdout  # stopped before training
     assert not png.exists()

@@ -17,7 +17,16 @@ from .nn import MLP, Activation, Layer, Module, Neuron
 from .ops import Op
 from .tensor import Tensor
 from .tools import draw_dot, gradcheck, to_dot
-from .train import History, Program, TrainingDiverged, compile, dropout, placeholders
+from .train import (
+    EarlyStopping,
+    FitOptions,
+    History,
+    Program,
+    TrainingDiverged,
+    compile,
+    dropout,
+    placeholders,
+)
 from .value import Value
 
 __all__ = [
@@ -30,6 +39,8 @@ __all__ = [
     "Op",
     "Tensor",
     "Value",
+    "EarlyStopping",
+    "FitOptions",
     "History",
     "Program",
     "TrainingDiverged",

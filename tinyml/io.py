@@ -160,6 +160,11 @@ def write_npz(path: PathLike, arrays: dict[str, np.ndarray]) -> None:
     base = os.path.basename(path)
     if not base:
         raise ValueError(f"path {path!r} names a directory, not a file")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"cannot save {path!r}: the folder {directory!r} does not exist; create it first "
+            f"(os.makedirs({directory!r}, exist_ok=True))"
+        )
     tmp = os.path.join(directory, _temporary_name(directory, base))
     f = None
     try:

@@ -1097,7 +1097,7 @@ def all_finite(x):
 
 
 @kernel
-def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, general):
+def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, general, watch):
     """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, status).
 
     ``tape``   (op, pstart, pidx, aux, data, grad, shared, shared_grad): the traced
@@ -1118,8 +1118,18 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     ``losses`` float64[epoch1 - epoch0]: each epoch's loss before its updates (on
                failure, the failing step's loss at the failing epoch's slot)
 
+    ``watch``  per-epoch extras (all arrays; empty when unused), see ``epoch_extras``:
+               (lrs float64[epoch1 - epoch0]: the learning rate of each epoch, a schedule;
+               val float64[m, k]: validation samples, val_aux float64[rows]: ``aux`` for
+               evaluating them (dropout rows at rate 0), val_losses float64[epoch1 - epoch0]:
+               the validation loss after each epoch's update; stop float64[7]: early
+               stopping (on, patience, min_delta, best, epochs without improvement, best
+               epoch), then the epochs this call completed; best float64[2, P]: the best
+               parameters, the epoch's start values)
+
     status 0: done; 1: a non-finite loss or gradient, 2: an update that would make
-    a parameter non-finite. On status != 0 the parameters and optimizer state are
+    a parameter non-finite; 3: early stopping ended training after ``epochs
+    completed``. On status 1 or 2 the parameters and optimizer state are
     those from before the failing step and ``epochs completed`` is the failing
     epoch's offset.
     """
@@ -1141,9 +1151,16 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     scratch = np.empty(lanes)
     grad[:, :] = 0.0
     shared_grad[:] = 0.0
+    lrs, val, val_aux, val_losses, stop, best = watch
+    val_order = np.arange(val.shape[0])
     for epoch in range(epoch0, epoch1):
         if seed >= 0:
             shuffle(order, seed, epoch)
+        # -- schedule / early stopping on the training loss: before the epoch --
+        if lrs.shape[0]:
+            hyper[0] = lrs[epoch - epoch0]
+        if stop[0] != 0.0 and val.shape[0] == 0:
+            best[1, :] = values  # the parameters this epoch's training loss is measured at
         total = 0.0
         for b0 in range(0, n, batch):
             m = min(batch, n - b0)
@@ -1201,7 +1218,52 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
             for p in range(rows.shape[0]):
                 shared[rows[p]] = values[p]
         losses[epoch - epoch0] = total / n if mean else total
+        # -- validation and early stopping: after the epoch's updates --
+        stop[6] = epoch - epoch0 + 1  # epochs completed, readable even after a Ctrl-C
+        monitored = losses[epoch - epoch0]
+        if val.shape[0]:
+            val_tape = (op, pstart, pidx, val_aux, data, grad, shared, shared_grad)
+            monitored = validation_loss(
+                val_tape, in_rows, noise_rows, val, val_order, first, end, mean, general
+            )
+            for p in range(values.shape[0]):  # the same penalty the training loss carries
+                v = values[p]
+                monitored += penalty[0] * abs(v) + penalty[1] * v * v
+            val_losses[epoch - epoch0] = monitored
+        if stop[0] != 0.0:
+            if monitored < stop[3] - stop[2]:
+                stop[3] = monitored
+                stop[4] = 0.0
+                stop[5] = epoch
+                if val.shape[0]:
+                    best[0, :] = values
+                else:
+                    best[0, :] = best[1, :]
+            else:
+                stop[4] += 1.0
+                if stop[4] >= stop[1]:
+                    return epoch - epoch0 + 1, 3
     return epoch1 - epoch0, 0
+
+
+@kernel
+def validation_loss(tape, in_rows, noise_rows, val, order, first, end, mean, general):
+    """The loss row ``end - 1`` summed over the samples ``val`` (averaged if ``mean``),
+    lanes at a time; noise rows are set to 1.0 (the tape's ``aux`` gives dropout rows rate 0)."""
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    lanes = data.shape[1]
+    m = val.shape[0]
+    loss_row = end - 1
+    total = 0.0
+    for c0 in range(0, m, lanes):
+        width = min(lanes, m - c0)
+        load_lanes(data, in_rows, val, order, c0, width)
+        for r in noise_rows:
+            data[r, :] = 1.0
+        forward(tape, first, end, general)
+        for lane in range(width):
+            total += shared[loss_row] if op[loss_row] == LEAF else data[loss_row, lane]
+    return total / m if mean else total
 
 
 @kernel

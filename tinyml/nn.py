@@ -261,6 +261,11 @@ class MLP(Module):
         if not self.layer_sizes:
             raise ValueError("layer_sizes must name at least one layer")
         self.learning_rate = _number(learning_rate, "learning_rate")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0.0):
+            raise ValueError(
+                f"learning_rate must be a finite number >= 0 (gradient descent steps against the "
+                f"gradient), got {learning_rate}"
+            )
         self.activation = Activation.parse(activation)
         self.output_activation = (
             self.activation if output_activation is None else Activation.parse(output_activation)
@@ -360,6 +365,9 @@ class MLP(Module):
         l2: float = 0.0,
         dropout: float = 0.0,
         progress: bool = True,
+        validation_data=None,
+        early_stopping=None,
+        scheduler=None,
     ):
         """Train on ``X`` (n, n_inputs) and ``Y`` with compiled kernels; returns a History.
 
@@ -378,27 +386,34 @@ class MLP(Module):
         A non-finite loss raises ``tm.TrainingDiverged`` naming the epoch and
         leaves the last finite parameters. Ctrl-C raises KeyboardInterrupt as
         usual and leaves the parameters of the steps completed so far.
-        ``progress`` shows a progress line on stderr for fits longer than a second.
+        ``progress`` shows a tqdm progress bar for fits longer than a second.
+        ``validation_data=(X_val, Y_val)`` fills ``history.val_loss`` (the loss
+        on it after each recorded epoch's update); ``early_stopping=
+        tm.EarlyStopping(patience=10, min_delta=0.0, restore_best=True)`` stops
+        when the validation loss (the training loss without validation data)
+        stops improving; ``scheduler`` (from ``tm.optim.lr_scheduler``, over the
+        ``optimizer``, which it supplies when not given) is stepped once per
+        epoch. All three run inside the compiled loop.
         """
-        from .train import fit_model
+        from .train import FitOptions, fit_model
 
-        return fit_model(
-            self,
-            X,
-            Y,
-            epochs,
-            loss,
-            batch_size,
-            report_every,
-            callback,
-            shuffle,
-            seed,
+        options = FitOptions(
+            epochs=epochs,
+            batch_size=batch_size,
+            report_every=report_every,
+            callback=callback,
+            shuffle=shuffle,
+            seed=seed,
             optimizer=optimizer,
             l1=l1,
             l2=l2,
             dropout=dropout,
             progress=progress,
+            validation_data=validation_data,
+            early_stopping=early_stopping,
+            scheduler=scheduler,
         )
+        return fit_model(self, X, Y, loss, options)
 
     def predict(self, X) -> np.ndarray:
         """Outputs for every row of ``X`` (n, n_inputs), as a float64 array (n, n_outputs)."""
@@ -406,11 +421,41 @@ class MLP(Module):
 
         return predict_model(self, X)
 
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
+        """Print a table of the layers, their output shapes and parameter counts (as Keras's).
+
+        ``print_fn`` receives the table one line at a time (``print`` by default).
+        """
+        rows = [
+            (
+                f"Layer({layer.n_inputs}, {layer.n_outputs}, {layer.activation.value})",
+                f"(n, {layer.n_outputs})",
+                len(layer.parameters()),
+            )
+            for layer in self.layers
+        ]
+        title = f"MLP: {self.n_inputs} inputs -> {' -> '.join(map(str, self.layer_sizes))}"
+        for line in _summary_table(title, rows):
+            print_fn(line)
+
     def __repr__(self) -> str:
         return (
             f"MLP({self.n_inputs}, {self.layer_sizes}, learning_rate={self.learning_rate}, "
             f"activation={self.activation.value!r}, output_activation={self.output_activation.value!r})"
         )
+
+
+def _summary_table(title: str, rows: Sequence[tuple[str, str, int]]) -> list[str]:
+    """Lines of a model summary: ``rows`` of (layer, output shape, parameter count)."""
+    head = ("Layer", "Output shape", "Param #")
+    w0 = max(len(head[0]), *(len(r[0]) for r in rows))
+    w1 = max(len(head[1]), *(len(r[1]) for r in rows))
+    w2 = max(len(head[2]), *(len(f"{r[2]:,}") for r in rows))
+    rule = "=" * (w0 + w1 + w2 + 4)
+    lines = [title, rule, f"{head[0]:<{w0}}  {head[1]:<{w1}}  {head[2]:>{w2}}", "-" * len(rule)]
+    lines += [f"{name:<{w0}}  {shape:<{w1}}  {count:>{w2},}" for name, shape, count in rows]
+    lines += [rule, f"Total params: {sum(r[2] for r in rows):,} (all trainable)"]
+    return lines
 
 
 # ---------------------------------------------------------------------------

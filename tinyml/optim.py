@@ -479,5 +479,9 @@ __all__ = [
     "AdamW",
     "Optimizer",
     "RMSprop",
+    "lr_scheduler",
     "optimizer_update",
 ]
+
+# tm.optim.lr_scheduler, as torch.optim.lr_scheduler; imported last: it builds on Optimizer above
+from . import lr_scheduler  # noqa: E402, F401

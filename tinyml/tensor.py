@@ -399,6 +399,17 @@ class Tensor:
             return Tensor._wrap_rows(g, g.push_many(Op.SUM, self._rows_array().reshape(r, c)), (r, 1))
         raise ValueError(f"axis must be None, 0 or 1, got {axis!r}")
 
+    def backward(self) -> None:
+        """Backpropagate from a Tensor of ONE element, as PyTorch; anything larger must be
+        reduced to a scalar first, as a gradient is defined for a scalar output only."""
+        if self.size != 1:
+            raise ValueError(
+                f"backward() needs a single value, but this Tensor has shape {self._shape} "
+                f"({self.size} elements); reduce it first, e.g. t.sum().backward(), t.mean().backward() "
+                "or a loss from tm.losses"
+            )
+        wrap(self._graph, int(self._rows_array().reshape(-1)[0])).backward()
+
     def mean(self, axis: int | None = None):
         """The mean of all entries as a Value (a SUM row, then a division); ``axis`` as in ``sum``."""
         if axis is None:

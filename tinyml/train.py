@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,13 +56,20 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclass
 class History:
-    """Losses recorded by ``fit``: ``epoch`` (0-based) and ``loss`` before that epoch's update."""
+    """Losses recorded by ``fit``: ``epoch`` (0-based) and ``loss`` before that epoch's update.
+
+    ``val_loss`` (when ``fit`` had ``validation_data``, else empty) is the
+    validation loss at the parameters after the update of the same epochs;
+    ``best_epoch`` is the epoch early stopping found best (None without it).
+    """
 
     epoch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
     epochs_run: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
+    val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    best_epoch: int | None = None
 
     def __len__(self) -> int:
         return len(self.epoch)
@@ -70,6 +77,122 @@ class History:
     def __repr__(self) -> str:
         last = f", last loss {self.loss[-1]:.6g}" if len(self.loss) else ""
         return f"History({self.epochs_run} epochs, {len(self.epoch)} records{last})"
+
+
+class EarlyStopping:
+    """Stop ``fit`` after ``patience`` epochs without an improvement larger than ``min_delta``.
+
+    It watches the validation loss when ``fit`` has ``validation_data``, else
+    the training loss; the check runs inside the compiled loop, after every
+    epoch. With ``restore_best`` the model ends with the parameters that gave
+    the best loss seen (for the training loss: the parameters at the start of
+    that epoch, where it is measured). After a fit, ``best``, ``best_epoch``
+    and ``stopped_epoch`` (None if training ran to the end) describe it.
+    """
+
+    def __init__(self, patience: int = 10, min_delta: float = 0.0, restore_best: bool = True) -> None:
+        self.patience = _count(patience, "EarlyStopping: patience", minimum=0)
+        self.min_delta = _nonneg(min_delta, "EarlyStopping: min_delta")
+        self.restore_best = bool(restore_best)
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+
+    def _record(self, stop: np.ndarray, stopped_epoch: int | None) -> None:
+        self.best = float(stop[3])
+        self.best_epoch = int(stop[5]) if stop[5] >= 0 else None
+        self.stopped_epoch = stopped_epoch
+
+    def __repr__(self) -> str:
+        return (
+            f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, "
+            f"restore_best={self.restore_best})"
+        )
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Every option of one training run, checked once when it is built.
+
+    ``MLP.fit`` and ``Program.fit`` build one from their keyword arguments and
+    hand it down; other front-ends (``Module.fit``) do the same and call
+    :meth:`Program.fit_with`. Numbers are normalised (``int``/``float``), so
+    what the training loop reads is always valid. ``lr`` is plain SGD's
+    learning rate, used when no ``optimizer`` is given.
+    """
+
+    epochs: int = 1000
+    lr: float | None = None
+    optimizer: object = None
+    batch_size: int | None = None
+    reduction: str = "mean"
+    report_every: int = 500
+    callback: Callable[[int, float], object] | None = None
+    shuffle: bool = True
+    seed: int | None = None
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.0
+    progress: bool = True
+    validation_data: object = None
+    early_stopping: EarlyStopping | None = None
+    scheduler: object = None
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        put("epochs", _count(self.epochs, "epochs", minimum=0))
+        put("report_every", _count(self.report_every, "report_every", minimum=1))
+        if self.batch_size is not None:
+            put("batch_size", _count(self.batch_size, "batch_size", minimum=1))
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"fit: reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError("fit: callback must be callable(epoch, loss)")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer, np.random.Generator))
+        ):
+            raise TypeError(f"fit: seed must be an int or None, got {type(self.seed).__name__}")
+        put("l1", _nonneg(self.l1, "l1"))
+        put("l2", _nonneg(self.l2, "l2"))
+        rate = _nonneg(self.dropout, "dropout")
+        if rate >= 1.0:
+            raise ValueError(f"fit: dropout must be below 1, got {rate}")
+        put("dropout", rate)
+        if self.lr is not None:
+            put("lr", _nonneg(self.lr, "lr"))
+        opt = self.optimizer
+        if isinstance(opt, type):
+            raise TypeError(
+                f"fit: optimizer must be an optimiser object, got the class {opt.__name__} itself; "
+                f"build one over the parameters, e.g. optimizer=tm.optim.{opt.__name__}(model.parameters())"
+            )
+        if opt is not None and not (hasattr(opt, "hyper") and hasattr(opt, "state") and hasattr(opt, "kind")):
+            raise TypeError(
+                f"fit: optimizer must be one from tm.optim (e.g. tm.optim.Adam(model.parameters())), "
+                f"got {type(opt).__name__}"
+            )
+        if self.early_stopping is not None and not isinstance(self.early_stopping, EarlyStopping):
+            raise TypeError(
+                "fit: early_stopping must be a tm.EarlyStopping(patience=..., min_delta=...), "
+                f"got {type(self.early_stopping).__name__}"
+            )
+        sched = self.scheduler
+        if sched is not None:
+            from .lr_scheduler import LRScheduler
+
+            if not isinstance(sched, LRScheduler):
+                raise TypeError(
+                    "fit: scheduler must be one from tm.optim.lr_scheduler (e.g. StepLR(optimizer, 10)), "
+                    f"got {type(sched).__name__}"
+                )
+            if opt is None:
+                put("optimizer", sched.optimizer)
+            elif opt is not sched.optimizer:
+                raise ValueError("fit: the scheduler must be built over the optimizer given to fit")
+        put("shuffle", bool(self.shuffle))
+        put("progress", bool(self.progress))
 
 
 _Tape = kernels.Tape  # the tape of a program with lanes: eight arrays, see kernels.Tape
@@ -232,30 +355,56 @@ class Program:
         l1: float = 0.0,
         l2: float = 0.0,
         progress: bool = True,
+        validation_data=None,
+        early_stopping: EarlyStopping | None = None,
+        scheduler=None,
     ) -> History:
         """Train the parameters on output 0, a per-sample loss, reduced over each batch.
 
         ``reduction="mean"`` averages the per-sample losses of a batch, ``"sum"``
         adds them. Give ``lr`` (plain SGD) or an ``optimizer`` from ``tm.optim``
         over exactly this program's parameters. ``batch_size=None`` is one
-        full-batch step per epoch. See ``MLP.fit`` for the other arguments.
+        full-batch step per epoch. ``validation_data`` is a samples array like
+        ``samples`` (its loss, reduced the same way, fills ``History.val_loss``).
+        See ``MLP.fit`` for the other arguments.
         """
+        options = FitOptions(
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            reduction=reduction,
+            report_every=report_every,
+            callback=callback,
+            shuffle=shuffle,
+            seed=seed,
+            l1=l1,
+            l2=l2,
+            progress=progress,
+            validation_data=validation_data,
+            early_stopping=early_stopping,
+            scheduler=scheduler,
+        )
+        return self.fit_with(samples, options)
+
+    def fit_with(self, samples, options: FitOptions) -> History:
+        """``fit`` with every option in one checked :class:`FitOptions` (the entry point
+        that ``MLP.fit`` and other front-ends share)."""
+        if not isinstance(options, FitOptions):
+            raise TypeError(f"fit_with: options must be a FitOptions, got {type(options).__name__}")
         x = self._samples(samples, "fit")
         n = x.shape[0]
         if n == 0:
             raise ValueError("fit: no samples given")
-        epochs = _count(epochs, "epochs", minimum=0)
-        report_every = _count(report_every, "report_every", minimum=1)
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"fit: reduction must be 'mean' or 'sum', got {reduction!r}")
-        batch = n if batch_size is None else min(_count(batch_size, "batch_size", minimum=1), n)
-        if callback is not None and not callable(callback):
-            raise TypeError("fit: callback must be callable(epoch, loss)")
-        penalty = np.array([_nonneg(l1, "l1"), _nonneg(l2, "l2")])
-        opt = self._optimizer(lr, optimizer)
+        epochs = options.epochs
+        report_every = options.report_every
+        callback = options.callback
+        batch = n if options.batch_size is None else min(options.batch_size, n)
+        penalty = np.array([options.l1, options.l2])
+        opt = self._optimizer(options.lr, options.optimizer)
         # one stream of seeds, from the user's seed: shuffling, then dropout noise
-        seeds = np.random.default_rng(seed).integers(0, 2**62, size=2)
-        shuffle_seed = int(seeds[0]) if shuffle and batch < n else -1
+        seeds = np.random.default_rng(options.seed).integers(0, 2**62, size=2)
+        shuffle_seed = int(seeds[0]) if options.shuffle and batch < n else -1
         noise_seed = int(seeds[1])
         lanes = min(MAX_LANES, batch)
         tape = self._tape(lanes)
@@ -266,13 +415,33 @@ class Program:
         params = (self.param_rows, values, np.zeros(p), np.zeros_like(opt.state))
         optargs = (int(opt.kind), opt.state, opt.hyper)
         run = np.array(
-            [self.out_rows[0], self.first, batch, reduction == "mean", shuffle_seed, noise_seed], np.int64
+            [self.out_rows[0], self.first, batch, options.reduction == "mean", shuffle_seed, noise_seed],
+            np.int64,
         )
 
+        # per-epoch extras for the kernel: schedule, validation, early stopping
+        val = np.zeros((0, self.n_inputs))
+        if options.validation_data is not None:
+            val = self._samples(options.validation_data, "validation_data")
+            if val.shape[0] == 0:
+                raise ValueError("fit: validation_data holds no samples")
+        val_aux = self._aux.copy()
+        val_aux[self._op == kernels.DROPOUT] = 0.0  # evaluation: dropout is the identity
+        es = options.early_stopping
+        stop = np.zeros(7)
+        if es is not None:
+            stop[:4] = 1.0, es.patience, es.min_delta, math.inf
+            stop[5] = -1.0
+        best = np.zeros((2, p)) if es is not None else np.zeros((2, 0))
+        scheduler = options.scheduler
+        none = np.zeros(0)
+
         stopped = False
+        status = 0
         epochs_rec: list[np.ndarray] = []
         losses_rec: list[np.ndarray] = []
-        reporter = _Progress(epochs) if progress else None
+        val_rec: list[np.ndarray] = []
+        reporter = progress_bar(epochs, "fit") if options.progress else None
         start = time.perf_counter()
         epoch = 0
         chunk = 1 if epochs else 0
@@ -283,25 +452,36 @@ class Program:
                     nxt = epoch if epoch % report_every == 0 else epoch + report_every - epoch % report_every
                     end = min(end, nxt + 1)
                 losses = np.empty(end - epoch)
+                val_losses = np.empty(end - epoch) if val.shape[0] else none
+                lrs = scheduler.schedule(end - epoch) if scheduler is not None else none
+                watch = (lrs, val, val_aux, val_losses, stop, best)
                 t0 = time.perf_counter()
                 steps = np.array([opt.t], np.int64)
+                stop[6] = 0.0
                 try:
                     done, status = kernels.train_epochs(
-                        tape, feed, params, optargs, run, penalty, epoch, end, steps, losses, self._general
-                    )
+                        tape, feed, params, optargs, run, penalty, epoch, end, steps, losses, self._general,
+                        watch,
+                    )  # fmt: skip
                 finally:
                     # also on Ctrl-C, which Python raises as soon as the kernel returns:
-                    # values, optimizer state and step count all describe the same steps
+                    # values, optimizer state, step count and schedule all describe the same steps
                     opt.t = int(steps[0])
                     self._write_back(values)
+                    if scheduler is not None:
+                        scheduler.advance(int(stop[6]))
                 elapsed = time.perf_counter() - t0
                 ep = np.arange(epoch, epoch + done)
                 keep = (ep % report_every == 0) | (ep == epochs - 1)
+                if status == 3:
+                    keep[-1] = True  # early stopping: the last epoch run is always recorded
                 epochs_rec.append(ep[keep])
                 losses_rec.append(losses[:done][keep])
-                if status != 0:
+                if val.shape[0]:
+                    val_rec.append(val_losses[:done][keep])
+                if status in (1, 2):
                     bad = epoch + done
-                    history = _history(epochs_rec, losses_rec, bad, time.perf_counter() - start)
+                    history = _history(epochs_rec, losses_rec, val_rec, bad, time.perf_counter() - start)
                     what = "the loss or a gradient" if status == 1 else "a parameter update"
                     raise TrainingDiverged(
                         f"training diverged at epoch {bad}: {what} became non-finite "
@@ -311,6 +491,7 @@ class Program:
                         float(losses[done]),
                         history,
                     )
+                stopped = status == 3
                 if callback is not None:
                     for e, v in zip(ep[keep].tolist(), losses[:done][keep].tolist()):
                         if callback(e, v) is False:
@@ -320,9 +501,9 @@ class Program:
                         # training goes on from the graph's values, not the kernel's copy
                         values[:] = self._current_values()
                         tape.shared[self.param_rows] = values
-                epoch = end
+                epoch += done
                 if reporter is not None:
-                    reporter.update(epoch, losses[done - 1])
+                    reporter.update(epoch, loss=float(losses[done - 1]))
                 if stopped:
                     break
                 # grow or shrink the chunk towards CHUNK_SECONDS per kernel call
@@ -331,8 +512,16 @@ class Program:
         finally:
             if reporter is not None:
                 reporter.close()
-        history = _history(epochs_rec, losses_rec, epoch, time.perf_counter() - start)
+        if es is not None:
+            es._record(stop, epoch - 1 if status == 3 else None)
+            if es.restore_best and es.best_epoch is not None:
+                values[:] = best[0]
+                tape.shared[self.param_rows] = values
+                self._write_back(values)
+        history = _history(epochs_rec, losses_rec, val_rec, epoch, time.perf_counter() - start)
         history.stopped_early = stopped and epoch < epochs
+        if es is not None:
+            history.best_epoch = es.best_epoch
         return history
 
     def _optimizer(self, lr, optimizer):
@@ -430,10 +619,11 @@ def _needs_general_rows(op: np.ndarray, pstart: np.ndarray, pidx: np.ndarray) ->
     return False
 
 
-def _history(epochs_rec, losses_rec, epochs_run: int, seconds: float) -> History:
+def _history(epochs_rec, losses_rec, val_rec, epochs_run: int, seconds: float) -> History:
     ep = np.concatenate(epochs_rec) if epochs_rec else np.zeros(0, np.int64)
     ls = np.concatenate(losses_rec) if losses_rec else np.zeros(0)
-    return History(ep.astype(np.int64), ls, epochs_run, False, seconds)
+    vl = np.concatenate(val_rec) if val_rec else np.zeros(0)
+    return History(ep.astype(np.int64), ls, epochs_run, False, seconds, val_loss=vl)
 
 
 def _finite_matrix(a, what: str) -> np.ndarray:
@@ -465,44 +655,48 @@ def _nonneg(x, what: str) -> float:
     return v
 
 
-class _Progress:
-    """A progress line on stderr for fits that run longer than a second.
+class ProgressBar:
+    """A ``tqdm.auto`` progress bar (a widget in notebooks) that stays silent for short runs.
 
-    On a terminal one line is rewritten in place; otherwise a line is printed
-    every 10 seconds. Short fits print nothing. Rates are measured from the
-    end of the first chunk, which may include compiling the kernels.
+    Nothing is shown unless the run lasts longer than ``delay`` seconds; then
+    tqdm shows the count, rate and time left, plus the figures given to
+    :meth:`update` (e.g. the loss). Training loops call ``update`` between
+    kernel calls, never per epoch. Ensembles and sweeps reuse it with their
+    own ``desc`` and ``unit``.
     """
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.start: float | None = None
-        self.first_epoch = 0
-        self.last = 0.0
-        self.tty = sys.stderr.isatty()
-        self.shown = False
+    def __init__(self, total: int, desc: str = "fit", unit: str = "epoch", delay: float = 1.0, file=None):
+        from tqdm.auto import tqdm
 
-    def update(self, epoch: int, loss: float) -> None:
-        now = time.perf_counter()
-        if self.start is None:
-            self.start, self.first_epoch, self.last = now, epoch, now
-            return
-        if now - self.start < 1.0 or now - self.last < (0.25 if self.tty else 10.0):
-            return
-        self.last = now
-        rate = (epoch - self.first_epoch) / (now - self.start)
-        eta = (self.total - epoch) / rate if rate > 0 else float("inf")
-        line = (
-            f"epoch {epoch}/{self.total} ({100.0 * epoch / self.total:.0f}%) loss {loss:.6g} "
-            f"| {rate:,.0f} epochs/s, {eta:.0f}s left"
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            delay=delay,
+            file=sys.stderr if file is None else file,
+            dynamic_ncols=True,
+            leave=True,
         )
-        sys.stderr.write(("\r" + line.ljust(78)) if self.tty else line + "\n")
-        sys.stderr.flush()
-        self.shown = True
+
+    def update(self, done: int, **figures: float) -> None:
+        """``done`` units finished in all (not since the last call); ``figures`` shown after the bar."""
+        if figures:
+            self.bar.set_postfix({k: f"{v:.6g}" for k, v in figures.items()}, refresh=False)
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        if self.shown and self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        self.bar.close()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress_bar(total: int, desc: str = "fit", unit: str = "epoch") -> ProgressBar:
+    """The progress bar every training loop of tinyml shows (see :class:`ProgressBar`)."""
+    return ProgressBar(total, desc, unit)
 
 
 # ---------------------------------------------------------------------------
@@ -525,7 +719,24 @@ def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
     """Check ``y`` against the model and loss; integer labels become one-hot rows."""
     k = model.n_outputs
     if loss == "cross_entropy":
+        if k == 1:
+            raise ValueError(
+                "fit: cross_entropy needs a model with one output per class (a softmax over one output "
+                "is always 1, so the loss is always 0); for two classes, build the model with "
+                "output_activation='sigmoid' and use loss='binary_cross_entropy' with 0/1 targets, "
+                "or give it 2 outputs"
+            )
         arr = np.asarray(y)
+        if (
+            arr.ndim == 2
+            and arr.shape[1] == 1
+            and real_dtype(arr.dtype)
+            and (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0))
+        ):
+            raise ValueError(
+                f"fit: cross_entropy labels have shape {arr.shape}; give integer labels as a 1-D array of "
+                f"shape ({arr.shape[0]},) (e.g. y.ravel()), or one-hot rows of {k} columns"
+            )
         if arr.ndim == 1:
             if arr.shape[0] != n:
                 raise ValueError(f"fit: X has {n} samples but Y has {arr.shape[0]} labels")
@@ -626,30 +837,28 @@ def _trace_room(model, rate: float) -> tuple[int, int]:
     return rows, entries
 
 
-def fit_model(model, X, Y, epochs: int, loss, batch_size, report_every, callback, shuffle, seed, **options):
+def fit_model(model, X, Y, loss, options: FitOptions) -> History:
+    """``MLP.fit``: check X and Y against the model, trace it with ``loss``, train."""
     x = _finite_matrix(X, "X")
     if x.shape[1] != model.n_inputs:
         raise ValueError(f"fit: X must have {model.n_inputs} columns (the model's inputs), got {x.shape[1]}")
     y = _targets(model, Y, loss, x.shape[0])
-    rate = _nonneg(options.pop("dropout", 0.0), "dropout")
-    if rate >= 1.0:
-        raise ValueError(f"fit: dropout must be below 1, got {rate}")
-    program, reduction = _trace(model, loss, rate)
-    optimizer = options.pop("optimizer", None)
-    lr = None if optimizer is not None else model.learning_rate
-    return program.fit(
-        np.hstack([x, y]),
-        epochs,
-        lr=lr,
-        optimizer=optimizer,
-        batch_size=batch_size,
-        reduction=reduction,
-        report_every=report_every,
-        callback=callback,
-        shuffle=shuffle,
-        seed=seed,
-        **options,
-    )
+    program, reduction = _trace(model, loss, options.dropout)
+    if options.validation_data is not None:
+        pair = options.validation_data
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError("fit: validation_data must be a pair (X_val, Y_val)")
+        xv = _finite_matrix(pair[0], "validation_data X")
+        if xv.shape[1] != model.n_inputs:
+            raise ValueError(
+                f"fit: validation_data X must have {model.n_inputs} columns (the model's inputs), "
+                f"got {xv.shape[1]}"
+            )
+        yv = _targets(model, pair[1], loss, xv.shape[0])
+        options = replace(options, validation_data=np.hstack([xv, yv]))
+    if options.optimizer is None:
+        options = replace(options, lr=_nonneg(model.learning_rate, "the model's learning_rate"))
+    return program.fit_with(np.hstack([x, y]), replace(options, reduction=reduction))
 
 
 def predict_model(model, X) -> np.ndarray:
