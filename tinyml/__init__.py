@@ -8,9 +8,11 @@ Where things are:
 - ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP``
 - ``tensor.py``   ``Tensor``, a 2-D matrix of Values (batch forward)
 - ``losses.py``   loss functions
+- ``ensemble.py`` ``Ensemble``: many models of one architecture trained in one kernel call
 """
 
 from . import io, losses, optim, tools
+from .ensemble import Ensemble
 from .graph import Graph, current_graph
 from .io import ModelFileError
 from .nn import MLP, Activation, Layer, Module, Neuron
@@ -22,6 +24,7 @@ from .value import Value
 
 __all__ = [
     "MLP",
+    "Ensemble",
     "Activation",
     "Graph",
     "Layer",

@@ -1325,3 +1325,223 @@ def optimizer_update(kind, values, grads, state, hyper, t):
                 values[i] = values[i] - lr * b
             else:
                 values[i] = values[i] - lr * (g / avg)
+
+
+# ---------------------------------------------------------------------------
+# Ensembles: lanes are the members (tinyml/ensemble.py builds the tape)
+#
+# An ensemble tape is one member's training program with one lane per member:
+# rows 0..P-1 are the parameters, one value per lane (code MEMBER: below the
+# first swept row, so forward never evaluates them, and neither LEAF nor
+# INPUT, so backward adds each lane's gradient into grad[p, lane]). The sample
+# inputs and targets are INPUT rows, the same sample broadcast to every lane;
+# samples are looped inside the kernel, last first within a block of the solo
+# fit's lanes, so each member's gradients add up in the order its solo fit
+# adds them. A dropout row becomes DIV(x, d) with d the per-lane divisor
+# 1 - rate (kept) or inf (dropped), which is the solo DROPOUT row's arithmetic
+# with a per-member rate. The same forward/backward sweeps as ``train_epochs``
+# do the work; only the layout differs.
+# ---------------------------------------------------------------------------
+MEMBER = 255  # a per-lane parameter row of an ensemble tape; never in a graph, never swept
+
+
+def _check_member_code() -> None:
+    if any(int(member) == MEMBER for member in Op):
+        raise ImportError(f"tinyml.kernels.MEMBER ({MEMBER}) collides with an op code of tinyml.ops")
+
+
+_check_member_code()
+
+
+@kernel
+def load_members(data, in_rows, samples, s):
+    """Broadcast sample ``s`` into the input rows of every lane (member)."""
+    lanes = data.shape[1]
+    for j in range(in_rows.shape[0]):
+        v = samples[s, j]
+        r = in_rows[j]
+        for lane in range(lanes):
+            data[r, lane] = v
+
+
+@kernel
+def all_finite_lanes(x, ok, n_params):
+    """ok[lane] = every x[p * lanes + lane] is finite (x float64[P * lanes], ok bool[lanes])."""
+    lanes = ok.shape[0]
+    for lane in range(lanes):
+        ok[lane] = True
+    for p in range(n_params):
+        for lane in range(lanes):
+            ok[lane] = ok[lane] and math.isfinite(x[p * lanes + lane])
+
+
+@kernel
+def train_members(tape, feed, members, opt, run, epoch0, epoch1, losses):
+    """Train every member (lane) for epochs ``epoch0..epoch1-1``; returns epochs completed.
+
+    ``tape``    (op, pstart, pidx, aux, data, grad, shared, shared_grad) of an ensemble
+                tape (see above): data/grad float64[rows, M], rows 0..P-1 the parameters
+    ``feed``    (in_rows int64[k], samples float64[n, k], order int64[n], noise_rows int64[d]:
+                the dropout divisors' rows, rates float64[M]: each member's dropout rate)
+    ``members`` (values float64[P * M], grads float64[P * M]: rows 0..P-1 of data and
+                grad as flat views, index p * M + lane; backup float64[P * M];
+                penalty float64[2, M]: l1, l2 per member; status int64[M]: 0 training,
+                1 stopped by a non-finite loss or gradient, 2 by an update that would make
+                a parameter non-finite; fail int64[M, 2]: the failing epoch and the step
+                count when stopped; fail_loss float64[M]; steps int64[1], the optimizer
+                steps taken so far by the members still training)
+    ``opt``     (kind, state float64[P * M, s], state_backup like state, hyper float64[G, h]
+                one row per group of lanes, group_start int64[G + 1]: lanes of group g are
+                group_start[g]..group_start[g + 1] - 1)
+    ``run``     int64[8]: loss row, first non-leaf row, batch size, mean (1) or sum (0),
+                shuffle seed (-1: keep order), dropout noise seed, the lanes of the solo
+                fit (min(64, batch): its blocks of samples and dropout draws), whether any
+                penalty is non-zero
+    ``losses``  float64[M, epoch1 - epoch0]: each member's epoch loss; NaN once stopped
+
+    A member that fails keeps the parameters and optimizer state from before the
+    failing step (restored from ``backup`` after every later step); the others go on.
+    Returns early when every member has stopped.
+    """
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    in_rows, samples, order, noise_rows, rates = feed
+    values, grads, backup, penalty, status, fail, fail_loss, steps = members
+    kind, state, state_backup, hyper, group_start = opt
+    loss_row = run[0]
+    first = run[1]
+    batch = run[2]
+    mean = run[3] == 1
+    seed = run[4]
+    noise_seed = run[5]
+    solo_lanes = run[6]
+    penalised = run[7] == 1
+    n = samples.shape[0]
+    lanes = data.shape[1]
+    n_params = values.shape[0] // lanes
+    end = loss_row + 1
+    n_noise = noise_rows.shape[0]
+    draws = np.zeros((n_noise, solo_lanes))  # the solo fit's dropout draws of one block
+    draw_rows = np.arange(n_noise)
+    block_loss = np.zeros((solo_lanes, lanes))  # per-sample losses, summed in sample order
+    unmarked = np.zeros(1, np.int64)
+    scratch = np.empty(lanes)
+    batch_loss = np.zeros(lanes)
+    total = np.zeros(lanes)
+    ok = np.ones(lanes, np.bool_)
+    stateful = kind != SGD_KIND
+    for g in range(hyper.shape[0]):
+        stateful = stateful or hyper[g, 2] != 0.0  # SGD's momentum
+    grad[:, :] = 0.0
+    shared_grad[:] = 0.0
+    for epoch in range(epoch0, epoch1):
+        live = 0
+        for lane in range(lanes):
+            live += status[lane] == 0
+        if live == 0:
+            return epoch - epoch0
+        if seed >= 0:
+            shuffle(order, seed, epoch)
+        for lane in range(lanes):
+            total[lane] = 0.0
+        for b0 in range(0, n, batch):
+            m = min(batch, n - b0)
+            scale = 1.0 / m if mean else 1.0
+            for lane in range(lanes):
+                batch_loss[lane] = 0.0
+            for c0 in range(b0, b0 + m, solo_lanes):
+                width = min(solo_lanes, b0 + m - c0)
+                if n_noise:
+                    fill_noise(draws, draw_rows, noise_seed, steps[0], c0)
+                for q in range(width - 1, -1, -1):
+                    load_members(data, in_rows, samples, order[c0 + q])
+                    for j in range(n_noise):
+                        u = draws[j, q]
+                        r = noise_rows[j]
+                        for lane in range(lanes):
+                            p = rates[lane]
+                            data[r, lane] = (1.0 - p) if u >= p else math.inf
+                    forward(op, pstart, pidx, aux, data, shared, first, end, True)
+                    for lane in range(lanes):
+                        block_loss[q, lane] = data[loss_row, lane]
+                        grad[loss_row, lane] = scale
+                    backward(
+                        op, pstart, pidx, aux, data, grad, shared, shared_grad,
+                        first, end, unmarked, -1, True, scratch, True,
+                    )  # fmt: skip
+                for q in range(width):
+                    for lane in range(lanes):
+                        batch_loss[lane] += block_loss[q, lane]
+            # the checks and penalties of train_epochs, per lane
+            if penalised:
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        k = p * lanes + lane
+                        v = values[k]
+                        l1 = penalty[0, lane]
+                        l2 = penalty[1, lane]
+                        sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
+                        batch_loss[lane] += (l1 * abs(v) + l2 * v * v) / scale
+                        grads[k] += l1 * sign + 2.0 * l2 * v
+            all_finite_lanes(grads, ok, n_params)  # (a penalty keeps a non-finite gradient so)
+            for lane in range(lanes):
+                if status[lane] == 0 and not (ok[lane] and math.isfinite(batch_loss[lane])):
+                    status[lane] = 1
+                    fail[lane, 0] = epoch
+                    fail[lane, 1] = steps[0]
+                    fail_loss[lane] = batch_loss[lane] * scale
+                total[lane] += batch_loss[lane]
+            for k in range(values.shape[0]):
+                backup[k] = values[k]
+            if stateful:
+                copy_matrix(state_backup, state)
+            if hyper.shape[0] == 1:
+                optimizer_update(kind, values, grads, state, hyper[0], steps[0] + 1)
+            else:
+                for g in range(hyper.shape[0]):
+                    lo = group_start[g]
+                    hi = group_start[g + 1]
+                    for p in range(n_params):
+                        a = p * lanes + lo
+                        b = p * lanes + hi
+                        optimizer_update(kind, values[a:b], grads[a:b], state[a:b], hyper[g], steps[0] + 1)
+            all_finite_lanes(values, ok, n_params)
+            for lane in range(lanes):
+                if status[lane] == 0 and not ok[lane]:
+                    status[lane] = 2
+                    fail[lane, 0] = epoch
+                    fail[lane, 1] = steps[0]
+                    fail_loss[lane] = batch_loss[lane] * scale
+                if status[lane] != 0:  # stopped: back to the values from before this step
+                    for p in range(n_params):
+                        k = p * lanes + lane
+                        values[k] = backup[k]
+                        if stateful:
+                            for c in range(state.shape[1]):
+                                state[k, c] = state_backup[k, c]
+            steps[0] += 1
+            for k in range(grads.shape[0]):
+                grads[k] = 0.0
+            shared_grad[:] = 0.0
+        for lane in range(lanes):
+            if status[lane] == 0:
+                losses[lane, epoch - epoch0] = total[lane] / n if mean else total[lane]
+            else:
+                losses[lane, epoch - epoch0] = math.nan
+    return epoch1 - epoch0
+
+
+@kernel
+def predict_members(tape, in_rows, out_rows, first, samples, out):
+    """Forward every sample for every member: ``out`` float64[M, n, len(out_rows)]."""
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    lanes = data.shape[1]
+    end = 0
+    for r in out_rows:
+        end = max(end, r + 1)
+    for s in range(samples.shape[0]):
+        load_members(data, in_rows, samples, s)
+        forward(op, pstart, pidx, aux, data, shared, first, end, True)
+        for k in range(out_rows.shape[0]):
+            r = out_rows[k]
+            for lane in range(lanes):
+                out[lane, s, k] = data[r, lane]
