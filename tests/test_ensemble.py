@@ -266,3 +266,22 @@ def test_a_model_loaded_with_joblib_mmap_predicts(tmp_path):
     joblib.dump(model, path)  # before any predict: no traced program in the pickle
     loaded = joblib.load(path, mmap_mode="r")
     np.testing.assert_array_equal(loaded.predict(XOR_X), model.predict(XOR_X))
+
+
+def test_members_beyond_one_block_of_lanes_train_as_alone():
+    # more members than kernels.MEMBER_BLOCK: several blocks, learning-rate groups across them
+    n = tm.kernels.MEMBER_BLOCK + 45
+    lrs = np.where(np.arange(n) % 3 == 0, 0.1, 0.3)
+    lrs[n - 2] = 1e4  # diverges, in the second block
+    models = members(n, lr=lrs, out="linear", init="fan_in")
+    picks = [0, 1, tm.kernels.MEMBER_BLOCK - 1, tm.kernels.MEMBER_BLOCK, n - 2, n - 1]
+    alone = {i: solo_fit(models[i], XOR_X, XOR_Y, epochs=30, loss="sse", batch_size=2, seed=5) for i in picks}
+    ens = tm.Ensemble(models)
+    history = ens.fit(XOR_X, XOR_Y, epochs=30, loss="sse", batch_size=2, seed=5, progress=False)
+    for i, (ref, ref_history) in alone.items():
+        np.testing.assert_allclose(
+            params_of(models[i]), params_of(ref), rtol=1e-12, atol=1e-12, err_msg=f"{i}"
+        )
+        assert ens.diverged[i] == isinstance(ref_history, tm.TrainingDiverged)
+    assert ens.diverged.sum() == 1 and ens.diverged[n - 2]
+    assert np.all(np.isfinite(history.loss[np.arange(n) != n - 2]))

@@ -128,9 +128,6 @@ class _MemberTape:
             program._leaf_values[old].copy(),
             np.zeros(rows),
         )
-        # rows 0..P-1 of data and grad as flat (p * lanes + lane) views, for the optimizer
-        self.values = data[:n_params].reshape(-1)
-        self.grads = grad[:n_params].reshape(-1)
 
 
 class Ensemble:
@@ -295,17 +292,8 @@ class Ensemble:
             layout.noise_rows,
             rates[perm],
         )
-        members = (
-            layout.values,
-            layout.grads,
-            np.zeros(p * n_members),
-            np.ascontiguousarray(penalty[:, perm]),
-            status,
-            fail,
-            fail_loss,
-            steps,
-        )
-        optargs = (kind, lane_state, np.zeros_like(lane_state), np.ascontiguousarray(groups), group_start)
+        members = (np.ascontiguousarray(penalty[:, perm]), status, fail, fail_loss, steps)
+        optargs = (kind, lane_state, np.ascontiguousarray(groups), group_start)
         run = np.array(
             [
                 layout.out_rows[0],
@@ -345,7 +333,7 @@ class Ensemble:
                 if callback is not None:  # stop at the next report, so the callback can end training
                     nxt = epoch if epoch % report_every == 0 else epoch + report_every - epoch % report_every
                     end = min(end, nxt + 1)
-                losses = np.empty((n_members, end - epoch))
+                losses = np.empty((end - epoch, n_members))
                 t_call = time.perf_counter()
                 try:
                     done = kernels.train_members(tape, feed, members, optargs, run, epoch, end, losses)
@@ -356,16 +344,16 @@ class Ensemble:
                 ep = np.arange(epoch, epoch + done)
                 keep = (ep % report_every == 0) | (ep == epochs - 1)
                 epochs_rec.append(ep[keep])
-                losses_rec.append(losses[unperm][:, :done][:, keep])
+                losses_rec.append(losses[:done][keep][:, unperm].T)
                 epoch += done
                 if done < requested:  # every member stopped
                     break
                 if callback is not None:
-                    for e, col in zip(ep[keep].tolist(), losses[unperm][:, :done][:, keep].T):
+                    for e, col in zip(ep[keep].tolist(), losses[:done][keep][:, unperm]):
                         if callback(e, col.copy()) is False:
                             stopped_early = True
                 if reporter is not None and done:
-                    live = losses[:, done - 1][status == 0]
+                    live = losses[done - 1][status == 0]
                     reporter.update(epoch, float(live.min()) if len(live) else float("nan"))
                 if stopped_early:
                     break
