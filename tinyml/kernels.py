@@ -1449,6 +1449,7 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     aux, data, grad) with one lane per member of the block, ``state`` the block's
     optimizer state (row p * width + lane). Per-member arrays are indexed m0 + lane."""
     op, pstart, pidx, aux, data, grad = sweep
+    tape = (op, pstart, pidx, aux, data, grad, shared, shared_grad)
     in_rows, samples, order, noise_rows, rates = feed
     penalty, status, fail, fail_loss, steps = members
     kind, all_state, hyper, group_start = opt
@@ -1510,14 +1511,11 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         for lane in range(lanes):
                             p = rates[m0 + lane]
                             data[r, lane] = (1.0 - p) if u >= p else math.inf
-                    forward(op, pstart, pidx, aux, data, shared, first, end, True)
+                    forward(tape, first, end, True)
                     for lane in range(lanes):
                         sample_loss[q, lane] = data[loss_row, lane]
                         grad[loss_row, lane] = scale
-                    backward(
-                        op, pstart, pidx, aux, data, grad, shared, shared_grad,
-                        first, end, unmarked, -1, True, scratch, True,
-                    )  # fmt: skip
+                    backward(tape, first, end, unmarked, -1, True, scratch, True)
                 for q in range(width):
                     for lane in range(lanes):
                         batch_loss[lane] += sample_loss[q, lane]
@@ -1601,7 +1599,7 @@ def predict_members(tape, in_rows, out_rows, first, samples, out):
         end = max(end, r + 1)
     for s in range(samples.shape[0]):
         load_members(data, in_rows, samples, s)
-        forward(op, pstart, pidx, aux, data, shared, first, end, True)
+        forward(tape, first, end, True)
         for k in range(out_rows.shape[0]):
             r = out_rows[k]
             for lane in range(lanes):
