@@ -9,6 +9,7 @@ Where things are:
 - ``tensor.py``   ``Tensor``, a 2-D matrix of Values (batch forward)
 - ``losses.py``   loss functions
 - ``ensemble.py`` ``Ensemble``: many models of one architecture trained in one kernel call
+- ``sweep.py``    ``sweep``: a grid of models, on all cores or a Dask cluster
 """
 
 from . import io, losses, optim, tools
@@ -17,6 +18,7 @@ from .graph import Graph, current_graph
 from .io import ModelFileError
 from .nn import MLP, Activation, Layer, Module, Neuron
 from .ops import Op
+from .sweep import SweepResult, sweep
 from .tensor import Tensor
 from .tools import draw_dot, gradcheck, to_dot
 from .train import History, Program, TrainingDiverged, compile, dropout, placeholders
@@ -25,6 +27,8 @@ from .value import Value
 __all__ = [
     "MLP",
     "Ensemble",
+    "SweepResult",
+    "sweep",
     "Activation",
     "Graph",
     "Layer",

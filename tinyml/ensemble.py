@@ -53,9 +53,11 @@ def _check_models(models) -> list[MLP]:
         if not isinstance(m, MLP):
             raise TypeError(f"Ensemble: member {i} is {type(m).__name__}, expected a tm.MLP")
     first = models[0]
+    seen = {id(first)}
     for i, m in enumerate(models[1:], 1):
-        if m is first or any(m is other for other in models[:i]):
+        if id(m) in seen:
             raise ValueError(f"Ensemble: member {i} is the same model object as an earlier member")
+        seen.add(id(m))
         for name in ARCHITECTURE:
             a, b = getattr(first, name), getattr(m, name)
             if a != b:
