@@ -13,4 +13,5 @@ WORKLOADS = {
     "engine": "engine",
     "memory": "memory",
     "digits": "digits",
+    "ensemble": "ensemble",
 }
