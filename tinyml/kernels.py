@@ -1467,7 +1467,7 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     # rows 0..P-1 of data and grad as flat (p * lanes + lane) arrays, for the optimizer
     values = data.reshape(data.size)[: n_params * lanes]
     grads = grad.reshape(grad.size)[: n_params * lanes]
-    backup = np.empty(n_params * lanes)
+    backup = np.empty((n_params, lanes))
     state_backup = np.empty_like(state)
     end = loss_row + 1
     n_noise = noise_rows.shape[0]
@@ -1520,23 +1520,22 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                     for lane in range(lanes):
                         batch_loss[lane] += sample_loss[q, lane]
             # the penalties and checks of train_epochs, per lane
+            # (loops over data[p, lane] and grad[p, lane], rows 0..P-1: contiguous, they vectorise)
             if penalised:
                 for p in range(n_params):
                     for lane in range(lanes):
-                        k = p * lanes + lane
-                        v = values[k]
+                        v = data[p, lane]
                         l1 = penalty[0, m0 + lane]
                         l2 = penalty[1, m0 + lane]
                         sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
                         batch_loss[lane] += (l1 * abs(v) + l2 * v * v) / scale
-                        grads[k] += l1 * sign + 2.0 * l2 * v
+                        grad[p, lane] += l1 * sign + 2.0 * l2 * v
             for lane in range(lanes):
                 bad[lane] = batch_loss[lane] * 0.0
             for p in range(n_params):
                 for lane in range(lanes):
-                    k = p * lanes + lane
-                    backup[k] = values[k]
-                    bad[lane] += grads[k] * 0.0
+                    backup[p, lane] = data[p, lane]
+                    bad[lane] += grad[p, lane] * 0.0
             for lane in range(lanes):
                 i = m0 + lane
                 if status[i] == 0 and bad[lane] != 0.0:
@@ -1561,9 +1560,8 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                 bad[lane] = 0.0
             for p in range(n_params):
                 for lane in range(lanes):
-                    k = p * lanes + lane
-                    bad[lane] += values[k] * 0.0
-                    grads[k] = 0.0
+                    bad[lane] += data[p, lane] * 0.0
+                    grad[p, lane] = 0.0
             for lane in range(lanes):
                 i = m0 + lane
                 if status[i] == 0 and bad[lane] != 0.0:
@@ -1573,9 +1571,9 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                     fail_loss[i] = batch_loss[lane] * scale
                 if status[i] != 0:  # stopped: back to the values from before this step
                     for p in range(n_params):
-                        k = p * lanes + lane
-                        values[k] = backup[k]
+                        data[p, lane] = backup[p, lane]
                         if stateful:
+                            k = p * lanes + lane
                             for c in range(state.shape[1]):
                                 state[k, c] = state_backup[k, c]
             steps[0] += 1
