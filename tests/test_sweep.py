@@ -144,3 +144,10 @@ def test_models_are_deep_copyable_after_a_dask_sweep(client):
                       progress=False, **FIT)  # fmt: skip
     twin = copy.deepcopy(result.model(1))
     np.testing.assert_array_equal(twin.predict(XOR_X), result.model(1).predict(XOR_X))
+
+
+def test_progress_bar_counts_finished_chunks(capsys):
+    pytest.importorskip("tqdm")
+    tm.sweep(build, GRID, XOR_X, XOR_Y, chunk_size=3, progress=True, **FIT)
+    err = capsys.readouterr().err
+    assert "sweep" in err and "4/4" in err
