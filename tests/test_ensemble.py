@@ -285,3 +285,22 @@ def test_members_beyond_one_block_of_lanes_train_as_alone():
         assert ens.diverged[i] == isinstance(ref_history, tm.TrainingDiverged)
     assert ens.diverged.sum() == 1 and ens.diverged[n - 2]
     assert np.all(np.isfinite(history.loss[np.arange(n) != n - 2]))
+
+
+def test_zero_epochs_change_nothing_and_record_nothing():
+    models = members(3)
+    before = [params_of(m) for m in models]
+    ens = tm.Ensemble(models)
+    history = ens.fit(XOR_X, XOR_Y, epochs=0, progress=False)
+    assert history.loss.shape == (3, 0) and history.epochs_run == 0
+    for m, b in zip(models, before):
+        np.testing.assert_array_equal(params_of(m), b)
+    assert np.all(ens.epochs_run == 0) and not ens.diverged.any()
+
+
+def test_optimizers_must_have_taken_the_same_number_of_steps():
+    models = members(2)
+    opts = [tm.optim.Adam(m.parameters()) for m in models]
+    opts[1].t = 3
+    with pytest.raises(ValueError, match="optimizer 1 has taken 3 steps, optimizer 0 0"):
+        tm.Ensemble(models).fit(XOR_X, XOR_Y, optimizer=opts)

@@ -140,8 +140,9 @@ class Ensemble:
     and ``l1``, ``l2`` and ``dropout`` may be given per member as arrays.
     ``predict(X)`` is (n_members, n_samples, n_outputs). ``models[i]`` is
     member i, an ordinary model; ``diverged[i]`` says the last ``fit`` stopped
-    it at a non-finite loss (its parameters are those from before that step)
-    and ``epochs_run[i]`` how many epochs it completed.
+    it at a non-finite loss (its parameters are those from before that step),
+    ``epochs_run[i]`` how many epochs it completed and ``fail_loss[i]`` the
+    loss of its failing step (NaN for members that did not stop).
     """
 
     def __init__(self, models: Sequence[MLP]) -> None:
@@ -149,6 +150,7 @@ class Ensemble:
         m = len(self.models)
         self.diverged = np.zeros(m, np.bool_)
         self.epochs_run = np.zeros(m, np.int64)
+        self.fail_loss = np.full(m, np.nan)  # a stopped member's failing loss (as TrainingDiverged.loss)
         self._tapes: dict = {}
 
     def __len__(self) -> int:
@@ -364,9 +366,9 @@ class Ensemble:
         finally:
             if reporter is not None:
                 reporter.close()
-        stopped = status[unperm] != 0
-        self.epochs_run = np.where(stopped, fail[unperm, 0], epoch).astype(np.int64)
-        self.fail_loss = np.where(stopped, fail_loss[unperm], np.nan)
+            stopped = status[unperm] != 0  # (also after Ctrl-C: the epochs of the calls that returned)
+            self.epochs_run = np.where(stopped, fail[unperm, 0], epoch).astype(np.int64)
+            self.fail_loss = np.where(stopped, fail_loss[unperm], np.nan)
         ep = np.concatenate(epochs_rec) if epochs_rec else np.zeros(0, np.int64)
         ls = np.concatenate(losses_rec, axis=1) if losses_rec else np.zeros((n_members, 0))
         history = History(ep.astype(np.int64), ls, epoch, stopped_early and epoch < epochs,
