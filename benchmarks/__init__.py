@@ -14,4 +14,5 @@ WORKLOADS = {
     "memory": "memory",
     "digits": "digits",
     "sklearn": "sklearn_mlp",
+    "ensemble": "ensemble",
 }

@@ -25,6 +25,9 @@ PEER_PACKAGES = {
     "jax jit per batch": "jax",
     "jax jit epoch (lax.scan)": "jax",
     "micrograd": "micrograd",
+    "jax jit(vmap) fori_loop": "jax",
+    "dask, 1 worker": "distributed",
+    "dask, 2 workers": "distributed",
 }
 ALWAYS = {"numba (hand-written)", "numpy (hand-written)"}
 
@@ -69,7 +72,18 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
     assert report["machine_line"] in report["stdout"]
 
     keys = [w["key"] for w in report["workloads"]]
-    assert keys == ["xor", "eager", "startup", "engine", "memory.tape", "memory.rss", "digits", "sklearn"]
+    assert keys == [
+        "xor",
+        "eager",
+        "startup",
+        "engine",
+        "memory.tape",
+        "memory.rss",
+        "digits",
+        "sklearn",
+        "ensemble",
+        "ensemble.sweep",
+    ]
     got = entries(report)
     for (key, name), e in got.items():
         package = PEER_PACKAGES.get(name)

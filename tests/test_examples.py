@@ -42,7 +42,9 @@ def run_example(
         cmd = [sys.executable, "-c", code]
     else:
         cmd = [sys.executable, path, *args]
-    env = dict(os.environ, MPLBACKEND="Agg")
+    # this checkout's tinyml first, also when another one is installed (editable) elsewhere
+    path_entries = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join(path_entries))
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -161,3 +163,20 @@ def test_missing_extras_give_a_clear_message_before_training(tmp_path, script, a
     assert "Traceback" not in proc.stderr
     assert "fit:" not in proc.stdout and "Epoch" not in proc.stdout  # stopped before training
     assert not png.exists()
+
+
+def test_xor_seeds_quick_prints_consistent_numbers_and_writes_both_pictures(tmp_path):
+    out = tmp_path / "seeds.png"
+    stdout = check_ok(run_example("xor_seeds.py", ["--quick", "--out", str(out)]))
+    m = re.search(r"^converged: ([0-9.]+) \((\d+)/(\d+)\)", stdout, re.MULTILINE)
+    assert m, stdout
+    fraction, hits, total = float(m.group(1)), int(m.group(2)), int(m.group(3))
+    assert total == 200 and fraction == pytest.approx(hits / total, abs=5e-5)
+    rows = re.findall(r"^  lr (\S+) +((?:\s*[0-9.]+){5})$", stdout, re.MULTILINE)
+    assert [r[0] for r in rows] == ["0.01", "0.03", "0.1", "0.3", "1"]
+    cells = np.array([[float(v) for v in r[1].split()] for r in rows])
+    assert np.all((0 <= cells) & (cells <= 1))
+    # the Rust setting (lr 0.1, scale 1) is part 1's setting: it converges there too
+    assert cells[2, 2] == 1.0 or fraction < 1.0
+    check_png(out)
+    check_png(tmp_path / "seeds_grid.png")

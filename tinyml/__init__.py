@@ -8,13 +8,17 @@ Where things are:
 - ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP``
 - ``tensor.py``   ``Tensor``, a 2-D matrix of Values (batch forward)
 - ``losses.py``   loss functions
+- ``ensemble.py`` ``Ensemble``: many models of one architecture trained in one kernel call
+- ``sweep.py``    ``sweep``: a grid of models, on all cores or a Dask cluster
 """
 
 from . import io, losses, optim, tools
+from .ensemble import Ensemble
 from .graph import Graph, current_graph
 from .io import ModelFileError
 from .nn import MLP, Activation, Layer, Module, Neuron
 from .ops import Op
+from .sweep import SweepResult, sweep
 from .tensor import Tensor
 from .tools import draw_dot, gradcheck, to_dot
 from .train import (
@@ -31,6 +35,9 @@ from .value import Value
 
 __all__ = [
     "MLP",
+    "Ensemble",
+    "SweepResult",
+    "sweep",
     "Activation",
     "Graph",
     "Layer",

@@ -64,6 +64,18 @@ class hold_interrupts:
             signal.raise_signal(signal.SIGINT)  # the default action: the process ends
 
 
+def writable_arrays(state: dict) -> dict:
+    """``state`` with every read-only array replaced by a writable copy.
+
+    Arrays unpickled from read-only memory (``joblib.load(path, mmap_mode="r")``,
+    pickle protocol 5 buffers over ``bytes``) cannot be written, and the tape
+    and the kernels write theirs in place.
+    """
+    return {
+        k: np.array(v) if isinstance(v, np.ndarray) and not v.flags.writeable else v for k, v in state.items()
+    }
+
+
 class Graph:
     """A tape of rows. Usually implicit: ``Value`` uses :func:`current_graph`.
 
@@ -117,7 +129,7 @@ class Graph:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update(writable_arrays(state))
         self._handles = []
         self._set_values(self.data, self.grad)
 

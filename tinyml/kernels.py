@@ -1387,3 +1387,280 @@ def optimizer_update(kind, values, grads, state, hyper, t):
                 values[i] = values[i] - lr * b
             else:
                 values[i] = values[i] - lr * (g / avg)
+
+
+# ---------------------------------------------------------------------------
+# Ensembles: lanes are the members (tinyml/ensemble.py builds the tape)
+#
+# An ensemble tape is one member's training program with one lane per member:
+# rows 0..P-1 are the parameters, one value per lane (code MEMBER: below the
+# first swept row, so forward never evaluates them, and neither LEAF nor
+# INPUT, so backward adds each lane's gradient into grad[p, lane]). The sample
+# inputs and targets are INPUT rows, the same sample broadcast to every lane;
+# samples are looped inside the kernel, last first within a block of the solo
+# fit's lanes, so each member's gradients add up in the order its solo fit
+# adds them. A dropout row becomes DIV(x, d) with d the per-lane divisor
+# 1 - rate (kept) or inf (dropped), which is the solo DROPOUT row's arithmetic
+# with a per-member rate. The same forward/backward sweeps as ``train_epochs``
+# do the work; only the layout differs.
+# ---------------------------------------------------------------------------
+MEMBER = 255  # a per-lane parameter row of an ensemble tape; never in a graph, never swept
+
+
+def _check_member_code() -> None:
+    if any(int(member) == MEMBER for member in Op):
+        raise ImportError(f"tinyml.kernels.MEMBER ({MEMBER}) collides with an op code of tinyml.ops")
+
+
+_check_member_code()
+
+
+@kernel
+def load_members(data, in_rows, samples, s):
+    """Broadcast sample ``s`` into the input rows of every lane (member)."""
+    lanes = data.shape[1]
+    for j in range(in_rows.shape[0]):
+        v = samples[s, j]
+        r = in_rows[j]
+        for lane in range(lanes):
+            data[r, lane] = v
+
+
+MEMBER_BLOCK = 256  # lanes swept together: a block's rows stay in cache (1000 lanes: 1.5x slower backward)
+
+
+@kernel
+def train_members(tape, feed, members, opt, run, epoch0, epoch1, losses):
+    """Train every member (lane) for epochs ``epoch0..epoch1-1``; returns epochs completed.
+
+    ``tape``    (op, pstart, pidx, aux, data, grad, shared, shared_grad) of an ensemble
+                tape (see above) with M lanes; rows 0..P-1 of ``data`` hold the members'
+                parameters, in and out (the other rows are not used: the members are
+                swept in blocks of MEMBER_BLOCK lanes, each block through all the epochs)
+    ``feed``    (in_rows int64[k], samples float64[n, k], order int64[n], noise_rows int64[d]:
+                the dropout divisors' rows, rates float64[M]: each member's dropout rate)
+    ``members`` (penalty float64[2, M]: l1, l2 per member; status int64[M]: 0 training,
+                1 stopped by a non-finite loss or gradient, 2 by an update that would make
+                a parameter non-finite; fail int64[M, 2]: the failing epoch and the step
+                count when stopped; fail_loss float64[M]; steps int64[1], the optimizer
+                steps taken so far by the members still training)
+    ``opt``     (kind, state float64[P * M, s] (row p * M + lane), hyper float64[G, h]
+                one row per group of lanes, group_start int64[G + 1]: lanes of group g are
+                group_start[g]..group_start[g + 1] - 1)
+    ``run``     int64[8]: loss row, first non-leaf row, batch size, mean (1) or sum (0),
+                shuffle seed (-1: keep order), dropout noise seed, the lanes of the solo
+                fit (min(64, batch): its blocks of samples and dropout draws), whether any
+                penalty is non-zero
+    ``losses``  float64[epoch1 - epoch0, M]: each member's epoch loss; NaN once stopped
+
+    A member that fails keeps the parameters and optimizer state from before the
+    failing step; the others go on. A block returns early when all its members
+    have stopped.
+    """
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    order = feed[2]
+    steps = members[4]
+    state = opt[1]
+    lanes = data.shape[1]
+    n_params = 0
+    while n_params < op.shape[0] and op[n_params] == MEMBER:
+        n_params += 1
+    rows = op.shape[0]
+    columns = state.shape[1]
+    start_order = order.copy()
+    end_order = order.copy()
+    start_step = steps[0]
+    end_step = start_step
+    done = 0
+    for m0 in range(0, lanes, MEMBER_BLOCK):
+        width = min(MEMBER_BLOCK, lanes - m0)
+        flat = np.zeros(rows * width)
+        flat_grad = np.zeros(rows * width)
+        block = np.empty((n_params * width, columns))
+        for p in range(n_params):
+            for lane in range(width):
+                flat[p * width + lane] = data[p, m0 + lane]
+                for c in range(columns):
+                    block[p * width + lane, c] = state[p * lanes + m0 + lane, c]
+        for k in range(order.shape[0]):
+            order[k] = start_order[k]
+        steps[0] = start_step
+        sweep = (op, pstart, pidx, aux, flat.reshape((rows, width)), flat_grad.reshape((rows, width)))
+        d = train_block(
+            sweep, shared, shared_grad, feed, members, opt, block, run, m0, epoch0, epoch1, losses
+        )
+        for p in range(n_params):
+            for lane in range(width):
+                data[p, m0 + lane] = flat[p * width + lane]
+                for c in range(columns):
+                    state[p * lanes + m0 + lane, c] = block[p * width + lane, c]
+        if d >= done:
+            done = d
+            end_step = steps[0]
+            for k in range(order.shape[0]):
+                end_order[k] = order[k]
+    for k in range(order.shape[0]):
+        order[k] = end_order[k]
+    steps[0] = end_step
+    return done
+
+
+@kernel
+def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, epoch0, epoch1, losses):
+    """``train_members`` for the lanes m0.. of one block: ``sweep`` (op, pstart, pidx,
+    aux, data, grad) with one lane per member of the block, ``state`` the block's
+    optimizer state (row p * width + lane). Per-member arrays are indexed m0 + lane."""
+    op, pstart, pidx, aux, data, grad = sweep
+    tape = (op, pstart, pidx, aux, data, grad, shared, shared_grad)
+    in_rows, samples, order, noise_rows, rates = feed
+    penalty, status, fail, fail_loss, steps = members
+    kind, all_state, hyper, group_start = opt
+    loss_row = run[0]
+    first = run[1]
+    batch = run[2]
+    mean = run[3] == 1
+    seed = run[4]
+    noise_seed = run[5]
+    solo_lanes = run[6]
+    penalised = run[7] == 1
+    n = samples.shape[0]
+    lanes = data.shape[1]
+    n_params = state.shape[0] // lanes
+    # rows 0..P-1 of data and grad as flat (p * lanes + lane) arrays, for the optimizer
+    values = data.reshape(data.size)[: n_params * lanes]
+    grads = grad.reshape(grad.size)[: n_params * lanes]
+    backup = np.empty((n_params, lanes))
+    state_backup = np.empty_like(state)
+    end = loss_row + 1
+    n_noise = noise_rows.shape[0]
+    draws = np.zeros((n_noise, solo_lanes))  # the solo fit's dropout draws of one block of samples
+    draw_rows = np.arange(n_noise)
+    sample_loss = np.zeros((solo_lanes, lanes))  # per-sample losses, summed in sample order
+    unmarked = np.zeros(1, np.int64)
+    scratch = np.empty(lanes)
+    batch_loss = np.zeros(lanes)
+    total = np.zeros(lanes)
+    bad = np.zeros(lanes)  # 0 while a lane's numbers are finite, NaN (x * 0) once one is not
+    stateful = kind != SGD_KIND
+    for g in range(hyper.shape[0]):
+        stateful = stateful or hyper[g, 2] != 0.0  # SGD's momentum
+    grad[:, :] = 0.0
+    shared_grad[:] = 0.0
+    for epoch in range(epoch0, epoch1):
+        live = 0
+        for lane in range(lanes):
+            live += status[m0 + lane] == 0
+        if live == 0:
+            return epoch - epoch0
+        if seed >= 0:
+            shuffle(order, seed, epoch)
+        for lane in range(lanes):
+            total[lane] = 0.0
+        for b0 in range(0, n, batch):
+            m = min(batch, n - b0)
+            scale = 1.0 / m if mean else 1.0
+            for lane in range(lanes):
+                batch_loss[lane] = 0.0
+            for c0 in range(b0, b0 + m, solo_lanes):
+                width = min(solo_lanes, b0 + m - c0)
+                if n_noise:
+                    fill_noise(draws, draw_rows, noise_seed, steps[0], c0)
+                for q in range(width - 1, -1, -1):
+                    load_members(data, in_rows, samples, order[c0 + q])
+                    for j in range(n_noise):
+                        u = draws[j, q]
+                        r = noise_rows[j]
+                        for lane in range(lanes):
+                            p = rates[m0 + lane]
+                            data[r, lane] = (1.0 - p) if u >= p else math.inf
+                    forward(tape, first, end, True)
+                    for lane in range(lanes):
+                        sample_loss[q, lane] = data[loss_row, lane]
+                        grad[loss_row, lane] = scale
+                    backward(tape, first, end, unmarked, -1, True, scratch, True)
+                for q in range(width):
+                    for lane in range(lanes):
+                        batch_loss[lane] += sample_loss[q, lane]
+            # the penalties and checks of train_epochs, per lane
+            # (loops over data[p, lane] and grad[p, lane], rows 0..P-1: contiguous, they vectorise)
+            if penalised:
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        v = data[p, lane]
+                        l1 = penalty[0, m0 + lane]
+                        l2 = penalty[1, m0 + lane]
+                        sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
+                        batch_loss[lane] += (l1 * abs(v) + l2 * v * v) / scale
+                        grad[p, lane] += l1 * sign + 2.0 * l2 * v
+            for lane in range(lanes):
+                bad[lane] = batch_loss[lane] * 0.0
+            for p in range(n_params):
+                for lane in range(lanes):
+                    backup[p, lane] = data[p, lane]
+                    bad[lane] += grad[p, lane] * 0.0
+            for lane in range(lanes):
+                i = m0 + lane
+                if status[i] == 0 and bad[lane] != 0.0:
+                    status[i] = 1
+                    fail[i, 0] = epoch
+                    fail[i, 1] = steps[0]
+                    fail_loss[i] = batch_loss[lane] * scale
+                total[lane] += batch_loss[lane]
+            if stateful:
+                copy_matrix(state_backup, state)
+            for g in range(hyper.shape[0]):
+                lo = max(group_start[g] - m0, 0)
+                hi = min(group_start[g + 1] - m0, lanes)
+                if lo == 0 and hi == lanes:  # the whole block: one call
+                    optimizer_update(kind, values, grads, state, hyper[g], steps[0] + 1)
+                elif lo < hi:
+                    for p in range(n_params):
+                        a = p * lanes + lo
+                        b = p * lanes + hi
+                        optimizer_update(kind, values[a:b], grads[a:b], state[a:b], hyper[g], steps[0] + 1)
+            for lane in range(lanes):
+                bad[lane] = 0.0
+            for p in range(n_params):
+                for lane in range(lanes):
+                    bad[lane] += data[p, lane] * 0.0
+                    grad[p, lane] = 0.0
+            for lane in range(lanes):
+                i = m0 + lane
+                if status[i] == 0 and bad[lane] != 0.0:
+                    status[i] = 2
+                    fail[i, 0] = epoch
+                    fail[i, 1] = steps[0]
+                    fail_loss[i] = batch_loss[lane] * scale
+                if status[i] != 0:  # stopped: back to the values from before this step
+                    for p in range(n_params):
+                        data[p, lane] = backup[p, lane]
+                        if stateful:
+                            k = p * lanes + lane
+                            for c in range(state.shape[1]):
+                                state[k, c] = state_backup[k, c]
+            steps[0] += 1
+            shared_grad[:] = 0.0
+        for lane in range(lanes):
+            i = m0 + lane
+            if status[i] == 0:
+                losses[epoch - epoch0, i] = total[lane] / n if mean else total[lane]
+            else:
+                losses[epoch - epoch0, i] = math.nan
+    return epoch1 - epoch0
+
+
+@kernel
+def predict_members(tape, in_rows, out_rows, first, samples, out):
+    """Forward every sample for every member: ``out`` float64[M, n, len(out_rows)]."""
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    lanes = data.shape[1]
+    end = 0
+    for r in out_rows:
+        end = max(end, r + 1)
+    for s in range(samples.shape[0]):
+        load_members(data, in_rows, samples, s)
+        forward(tape, first, end, True)
+        for k in range(out_rows.shape[0]):
+            r = out_rows[k]
+            for lane in range(lanes):
+                out[lane, s, k] = data[r, lane]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import kernels
-from .graph import Graph, current_graph
+from .graph import Graph, current_graph, writable_arrays
 from .nn import Activation
 from .ops import Op
 from .optim import SGD
@@ -266,6 +266,14 @@ class Program:
         self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
         self._general = True if _needs_general_rows(op, pstart, pidx) else None
         self._tapes: dict[int, _Tape] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_tapes"] = {}  # lane-width caches: rebuilt on first use
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(writable_arrays(state))
 
     def __len__(self) -> int:
         """Rows in the program tape (independent of the number of samples)."""
@@ -865,6 +873,11 @@ def predict_model(model, X) -> np.ndarray:
     x = _finite_matrix(X, "X")
     if x.shape[1] != model.n_inputs:
         raise ValueError(f"predict: X must have {model.n_inputs} columns, got {x.shape[1]}")
+    return _predict_program(model).run(x)
+
+
+def _predict_program(model) -> Program:
+    """The model's outputs over input placeholders, traced once (cached on the model)."""
     cache = model.__dict__.setdefault("_programs", {})
     if "predict" not in cache:
         model.graph.reserve(*_trace_room(model, 0.0))
@@ -872,4 +885,4 @@ def predict_model(model, X) -> np.ndarray:
         xs = placeholders(model.n_inputs, model.graph)
         cache["predict"] = Program(model(xs), xs, model.parameters())
         model.graph.rewind(mark)
-    return cache["predict"].run(x)
+    return cache["predict"]
