@@ -242,8 +242,13 @@ def _dask(e: Entry, settings: Settings, workers: int, grid, epochs, results) -> 
     distributed = require("distributed")
     import tinyml as tm
 
+    # the scheduler always serves HTTP; port 0 picks a free one (8787 may be taken)
     cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
     )
     client = distributed.Client(cluster)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -103,8 +104,9 @@ def test_sweep_rejects_misuse():
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
+    # the scheduler always serves HTTP; port 0 picks a free one (8787 may be taken)
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
     )
     c = distributed.Client(cluster)
     yield c
@@ -146,8 +148,14 @@ def test_models_are_deep_copyable_after_a_dask_sweep(client):
     np.testing.assert_array_equal(twin.predict(XOR_X), result.model(1).predict(XOR_X))
 
 
-def test_progress_bar_counts_finished_chunks(capsys):
+def test_progress_bar_counts_finished_chunks(capsys, monkeypatch):
     pytest.importorskip("tqdm")
+    # the bar stays silent for runs under a second; show this short one at once
+    monkeypatch.setattr(
+        sys.modules["tinyml.sweep"],  # the module (tm.sweep is the function)
+        "progress_bar",
+        lambda total, desc, unit: tm.train.ProgressBar(total, desc, unit, delay=0.0),
+    )
     tm.sweep(build, GRID, XOR_X, XOR_Y, chunk_size=3, progress=True, **FIT)
     err = capsys.readouterr().err
     assert "sweep" in err and "4/4" in err

@@ -30,10 +30,10 @@ from .train import (
     _finite_matrix,
     _nonneg,
     _predict_program,
-    _Progress,
     _Tape,
     _targets,
     _trace,
+    progress_bar,
 )
 
 CHUNK_SECONDS = 0.2  # target wall time of one kernel call between reports
@@ -326,7 +326,7 @@ class Ensemble:
 
         epochs_rec: list[np.ndarray] = []
         losses_rec: list[np.ndarray] = []
-        reporter = _Progress(epochs) if progress else None
+        reporter = progress_bar(epochs, desc="ensemble") if progress else None
         start = time.perf_counter()
         epoch = 0
         chunk = 1 if epochs else 0
@@ -358,7 +358,7 @@ class Ensemble:
                             stopped_early = True
                 if reporter is not None and done:
                     live = losses[done - 1][status == 0]
-                    reporter.update(epoch, float(live.min()) if len(live) else float("nan"))
+                    reporter.update(epoch, best_loss=float(live.min()) if len(live) else float("nan"))
                 if stopped_early:
                     break
                 rate = done / max(elapsed, 1e-6)

@@ -25,7 +25,7 @@ import numpy as np
 from .ensemble import Ensemble
 from .graph import Graph
 from .nn import MLP
-from .train import _finite_matrix
+from .train import _finite_matrix, progress_bar
 
 
 @dataclass
@@ -182,11 +182,7 @@ def _train(models, x, y, val, fit_kwargs) -> dict:
 
 
 def _progress_bar(total: int, progress: bool):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="sweep", unit="chunk")
+    return progress_bar(total, desc="sweep", unit="chunk") if progress else None
 
 
 def _run_threads(models, chunks, x, y, val, fit_kwargs, progress):
@@ -201,7 +197,7 @@ def _run_threads(models, chunks, x, y, val, fit_kwargs, progress):
             for f in as_completed(futures):
                 outcomes[futures[f]] = f.result()
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(sum(o is not None for o in outcomes))
     finally:
         if bar is not None:
             bar.close()
@@ -270,7 +266,7 @@ def _run_dask(client, models, chunks, x, y, val, fit_kwargs, progress):
         for f in dask_completed(futures):
             outcomes[index[f.key]] = f.result()
             if bar is not None:
-                bar.update(1)
+                bar.update(sum(o is not None for o in outcomes))
         suspicious = client.run_on_scheduler(_suspicious, keys=list(index))
     finally:
         if bar is not None:
