@@ -995,40 +995,6 @@ def test_a_program_whose_parameters_were_freed_raises_clearly(own_graph):
         model.predict(X)
 
 
-def test_plain_mlp_programs_run_in_the_lean_kernel_with_the_same_results():
-    """A plain MLP + squared error needs no generic row code; the specialised
-    kernel (general=None) and the generic one must train identically."""
-    X, Y = regression_data(40, seed=8)
-    results = []
-    for general in (None, True):
-        model = small_model(lr=0.05, out="tanh")
-        h0 = model.fit(X, Y, 1, loss="mse", batch_size=8, shuffle=False)  # traces the program
-        program = next(p for key, (p, _) in model._programs.items() if key[0] == "mse")
-        assert program._general is None  # detected as a plain MLP
-        program._general = general
-        h = model.fit(X, Y, 5, loss="mse", batch_size=8, shuffle=False, report_every=1)
-        results.append((h0.loss, h.loss, params_of(model), model.predict(X)))
-    for a, b in zip(results[0], results[1]):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_only_softmax_rows_and_unusual_layouts_need_the_general_kernel():
-    """Every unary and binary row runs in the lean kernel (hinge: RELU, RSUB_C, ...);
-    a cross-entropy row or an AFFINE row over leaf inputs needs the general one."""
-    X, Y = regression_data(10, seed=9)
-    model = small_model()
-    model.fit(X, np.where(Y > 0, 1.0, -1.0), 1, loss="hinge")
-    program = next(p for key, (p, _) in model._programs.items() if key[0] == "hinge")
-    assert program._general is None
-    with tm.Graph():
-        z = [tm.Value(0.5), tm.Value(-0.5)]
-        x = tm.placeholders(1)
-        assert tm.compile(tm.losses.cross_entropy([z], [0]) + x[0], x, z)._general is True
-        w, b = tm.Value(2.0), tm.Value(1.0)
-        affine = tm.Tensor([[w]]) @ tm.Tensor([[tm.Value(3.0)]]) + b  # a leaf input
-        assert tm.compile(affine[0, 0] * x[0], x, [w, b])._general is True
-
-
 @pytest.mark.parametrize(("reduction", "steps"), [("mean", [1.0, 1.0]), ("sum", [4.0, 2.0])])
 def test_a_loss_that_is_a_parameter_gets_its_gradient_from_every_sample(reduction, steps):
     """The loss row itself is a shared (LEAF) row: its seed gradient is summed over lanes."""

@@ -156,9 +156,9 @@ _check_codes()
 class Tape(NamedTuple):
     """The arrays of a tape, as the sweeps take them (a NamedTuple of arrays: Numba caches it).
 
-    A plain tuple of the same arrays in this order works as well; the eager
-    graph passes one, because Numba's dispatcher types a plain tuple about 1 us
-    faster than a NamedTuple, per call.
+    Callers hand the kernels ``tuple(tape)``, a plain tuple of the same arrays:
+    Numba's dispatcher types it about 1 us faster per call than the NamedTuple,
+    and one type for every caller means one compiled sweep for all of them.
     """
 
     op: np.ndarray  # uint8[rows]: op code of each row
@@ -510,90 +510,77 @@ def activate(act, data, lo, hi):
 @inline_kernel
 def pre_activation_grad(act, grad, data, i, g):
     """g[lane] = grad[i, lane] * (the derivative of NEURON row i's activation ``act``),
-    from the row's output alone (see ``unary_derivative``); act 0: none."""
+    from the row's output alone (see ``unary_derivative``); act 0: none.
+
+    One loop per activation, each passing the rule a constant code, which the
+    compiler folds to the one formula; as a uint8, the type of ``op[i]``, so
+    the rule is compiled once for every caller.
+    """
     lanes = data.shape[1]
     if act == TANH:
         for lane in range(lanes):
             z = data[i, lane]
-            g[lane] = grad[i, lane] * unary_derivative(TANH, z, z, 0.0)
+            g[lane] = grad[i, lane] * unary_derivative(np.uint8(TANH), z, z, 0.0)
     elif act == SIGMOID:
         for lane in range(lanes):
             z = data[i, lane]
-            g[lane] = grad[i, lane] * unary_derivative(SIGMOID, z, z, 0.0)
+            g[lane] = grad[i, lane] * unary_derivative(np.uint8(SIGMOID), z, z, 0.0)
     elif act == RELU:
         for lane in range(lanes):
             z = data[i, lane]
-            g[lane] = grad[i, lane] * unary_derivative(RELU, z, z, 0.0)
+            g[lane] = grad[i, lane] * unary_derivative(np.uint8(RELU), z, z, 0.0)
     else:
         for lane in range(lanes):
             g[lane] = grad[i, lane]
 
 
 @inline_kernel
-def lane_dot(g, leaf_x, data, shared, x, lanes):
-    """sum over lanes of g[lane] * (row x's value in that lane), last lane first.
+def lane_dot(g, data, x, lanes):
+    """sum over lanes of g[lane] * data[x, lane], last lane first.
 
-    Four partial sums keep the adds from waiting on each other; with four
-    lanes or fewer the order is exactly last lane first, the order in which
-    an eager graph built sample by sample accumulates a shared gradient.
+    Eight partial sums keep the adds from waiting on each other (and let the
+    compiler use vector instructions); with seven lanes or fewer the order is
+    exactly last lane first, the order in which an eager graph built sample
+    by sample accumulates a shared gradient.
     """
     a0 = 0.0
     a1 = 0.0
     a2 = 0.0
     a3 = 0.0
+    a4 = 0.0
+    a5 = 0.0
+    a6 = 0.0
+    a7 = 0.0
     lane = lanes - 1
-    while lane >= 3:
-        a3 += g[lane] * (shared[x] if leaf_x else data[x, lane])
-        a2 += g[lane - 1] * (shared[x] if leaf_x else data[x, lane - 1])
-        a1 += g[lane - 2] * (shared[x] if leaf_x else data[x, lane - 2])
-        a0 += g[lane - 3] * (shared[x] if leaf_x else data[x, lane - 3])
-        lane -= 4
+    while lane >= 7:
+        a7 += g[lane] * data[x, lane]
+        a6 += g[lane - 1] * data[x, lane - 1]
+        a5 += g[lane - 2] * data[x, lane - 2]
+        a4 += g[lane - 3] * data[x, lane - 3]
+        a3 += g[lane - 4] * data[x, lane - 4]
+        a2 += g[lane - 5] * data[x, lane - 5]
+        a1 += g[lane - 6] * data[x, lane - 6]
+        a0 += g[lane - 7] * data[x, lane - 7]
+        lane -= 8
+    r = 0.0
     while lane >= 0:
-        a0 += g[lane] * (shared[x] if leaf_x else data[x, lane])
+        r += g[lane] * data[x, lane]
         lane -= 1
-    return ((a3 + a2) + a1) + a0
-
-
-WIDE = 8  # from this many lanes on, shared weights' gradients use wide_weight_grads
-
-
-@njit(fastmath={"reassoc"}, **JIT_OPTIONS)
-def wide_weight_grads(op, pstart, pidx, data, shared_grad, g, i):
-    """For AFFINE/NEURON row i: shared_grad[w] += sum over lanes of g[lane] * data[x, lane]
-    for every shared weight w on a per-lane input x.
-
-    The one kernel compiled with a fast-math flag: ``reassoc`` only, which lets
-    the compiler vectorise these sums by adding lanes in another order. It
-    assumes nothing about NaN or inf (they propagate as usual); it is used
-    from 8 lanes on, so small batches (and the eager graph) keep the exact
-    order of an eager graph built sample by sample.
-    """
-    lanes = data.shape[1]
-    s = pstart[i]
-    n = (pstart[i + 1] - s - 1) // 2
-    for j in range(n):
-        w = pidx[s + 1 + j]
-        x = pidx[s + 1 + n + j]
-        if op[w] == LEAF and op[x] != LEAF:
-            acc = 0.0
-            for lane in range(lanes):
-                acc += g[lane] * data[x, lane]
-            shared_grad[w] += acc
+    return (((a7 + a6) + (a5 + a4)) + ((a3 + a2) + (a1 + a0))) + r
 
 
 # ---------------------------------------------------------------------------
 # Forward: rows lo..hi-1, ascending, every lane
 # ---------------------------------------------------------------------------
-@inline_kernel
-def forward(tape, lo, hi, general):
+@kernel
+def forward(tape, lo, hi):
     """Evaluate rows ``lo <= i < hi`` of ``tape``; leaves and inputs keep the data they hold.
 
-    Inlined into the kernels that call it (no per-call reference counting).
-    Every op is handled here, with no per-row call that takes an array.
-    ``general=None`` promises that no LOGSUMEXP or CROSS_ENTROPY row occurs,
-    and no AFFINE/NEURON row other than a layer's neuron (see ``Program``):
-    Numba then prunes their code, which a plain MLP's training kernel then
-    never compiles.
+    Every op is handled here, with no per-row call that takes an array. One
+    compiled sweep for every job (the eager graph, a program's lanes,
+    training): called once per sweep, not per row, so its call costs nothing
+    that matters, and it is compiled once per machine rather than once per
+    kernel that needs it.
     """
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
@@ -646,7 +633,7 @@ def forward(tape, lo, hi, general):
                 leaf_p = op[p] == LEAF
                 for lane in range(lanes):
                     data[i, lane] += shared[p] if leaf_p else data[p, lane]
-        elif general is not None and o == LOGSUMEXP:
+        elif o == LOGSUMEXP:
             e = pstart[i + 1]
             for lane in range(lanes):
                 # subtract the largest input so no exp overflows (logits of 1000 are fine)
@@ -669,7 +656,7 @@ def forward(tape, lo, hi, general):
                         p = pidx[k]
                         acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
                     data[i, lane] = m + math.log(acc)
-        elif general is not None and o == CROSS_ENTROPY:
+        elif o == CROSS_ENTROPY:
             # -sum_j t_j * log_softmax(z)_j, log_softmax(z)_j = (z_j - m) - L with m = max z
             # and L = log sum exp(z - m), as PyTorch: two large numbers are never subtracted
             # after the logarithm, so logits of 1e16 keep full precision
@@ -710,18 +697,14 @@ def forward(tape, lo, hi, general):
         i += 1
 
 
-@kernel
-def evaluate(tape, lo, hi):
-    """``forward`` as a kernel of its own, for the eager graph (``Graph.evaluate``
-    and the eager backward), which run it once per call: one compiled copy."""
-    forward(tape, lo, hi, True)
+evaluate = forward  # the eager graph's name for it (Graph.evaluate)
 
 
 # ---------------------------------------------------------------------------
 # Backward: each row's gradient, times each local derivative, into its parents
 # ---------------------------------------------------------------------------
-@inline_kernel
-def backward(tape, lo, hi, mark, stamp, clear, g, general):
+@kernel
+def backward(tape, lo, hi, mark, stamp, clear, g):
     """Descending sweep over rows ``hi-1 .. lo`` of ``tape``.
 
     With ``stamp >= 0`` only rows with ``mark[i] == stamp`` take part (the eager
@@ -729,8 +712,8 @@ def backward(tape, lo, hi, mark, stamp, clear, g, general):
     With ``clear``, each swept row's own gradient is set to 0 once it has been
     passed on (training reuses the tape for the next batch without a zeroing
     pass). Lanes run last first into shared rows, so shared (LEAF) gradients
-    add up in the order of an eager graph built sample by sample. Inlined into
-    its callers, as ``forward``, with the same meaning of ``general``. ``g``
+    add up in the order of an eager graph built sample by sample. One kernel
+    for every job, as ``forward``. ``g``
     (float64[lanes]) is scratch space for a NEURON row's gradient at its
     pre-activation.
     """
@@ -751,42 +734,38 @@ def backward(tape, lo, hi, mark, stamp, clear, g, general):
                 for lane in range(lanes - 1, -1, -1):
                     acc += g[lane]
                 shared_grad[pidx[s]] += acc
-                if lanes >= WIDE:
-                    wide_weight_grads(op, pstart, pidx, data, shared_grad, g, i)
                 for j in range(n):
                     w = pidx[s + 1 + j]
                     x = pidx[s + 1 + n + j]
-                    if lanes < WIDE:
-                        shared_grad[w] += lane_dot(g, False, data, shared, x, lanes)
+                    shared_grad[w] += lane_dot(g, data, x, lanes)
                     if op[x] != INPUT:
                         wv = shared[w]
                         for lane in range(lanes):
                             grad[x, lane] += g[lane] * wv
-            elif general is not None:  # any other layout: bias, weights and inputs of every kind
+            else:  # any other layout: bias, weights and inputs of every kind, lane by lane
                 b = pidx[s]
-                if op[b] == LEAF:
-                    acc = 0.0
-                    for lane in range(lanes - 1, -1, -1):
-                        acc += g[lane]
-                    shared_grad[b] += acc
-                elif op[b] != INPUT:
-                    for lane in range(lanes):
-                        grad[b, lane] += g[lane]
-                for j in range(n):
-                    w = pidx[s + 1 + j]
-                    x = pidx[s + 1 + n + j]
-                    ow = op[w]
-                    ox = op[x]
-                    if ow == LEAF:
-                        shared_grad[w] += lane_dot(g, ox == LEAF, data, shared, x, lanes)
-                    elif ow != INPUT:
-                        for lane in range(lanes):
-                            grad[w, lane] += g[lane] * (shared[x] if ox == LEAF else data[x, lane])
-                    if ox == LEAF:
-                        shared_grad[x] += lane_dot(g, ow == LEAF, data, shared, w, lanes)
-                    elif ox != INPUT:
-                        for lane in range(lanes):
-                            grad[x, lane] += g[lane] * (shared[w] if ow == LEAF else data[w, lane])
+                ob = op[b]
+                for lane in range(lanes - 1, -1, -1):
+                    gl = g[lane]
+                    if ob == LEAF:
+                        shared_grad[b] += gl
+                    elif ob != INPUT:
+                        grad[b, lane] += gl
+                    for j in range(n):
+                        w = pidx[s + 1 + j]
+                        x = pidx[s + 1 + n + j]
+                        ow = op[w]
+                        ox = op[x]
+                        wv = shared[w] if ow == LEAF else data[w, lane]
+                        xv = shared[x] if ox == LEAF else data[x, lane]
+                        if ow == LEAF:
+                            shared_grad[w] += gl * xv
+                        elif ow != INPUT:
+                            grad[w, lane] += gl * xv
+                        if ox == LEAF:
+                            shared_grad[x] += gl * wv
+                        elif ox != INPUT:
+                            grad[x, lane] += gl * wv
         elif cls == UNARY_CLASS:
             a = pidx[s]
             oa = op[a]
@@ -826,7 +805,7 @@ def backward(tape, lo, hi, mark, stamp, clear, g, general):
                 elif op[p] != INPUT:
                     for lane in range(lanes):
                         grad[p, lane] += grad[i, lane]
-        elif general is not None and o == LOGSUMEXP:
+        elif o == LOGSUMEXP:
             # d lse / d p_k = softmax_k = exp(p_k - lse), as PyTorch computes it. Where the
             # logits are so large (or non-finite) that lse = m + log(sum) has rounded to
             # m, it is exp(p_k - m) / sum_j exp(p_j - m), m = max p_j, recomputed.
@@ -852,7 +831,7 @@ def backward(tape, lo, hi, mark, stamp, clear, g, general):
                         shared_grad[p] += d
                     elif op_p != INPUT:
                         grad[p, lane] += d
-        elif general is not None and o == CROSS_ENTROPY:
+        elif o == CROSS_ENTROPY:
             # d/dz_j = c * softmax_j - t_j (c = sum t, 1 for a class index), softmax_j =
             # exp(z_j - m) / sum exp(z - m); d/dt_j = (m - z_j) + L = -log_softmax_j
             label = int(aux[i])
@@ -951,7 +930,7 @@ def eager_backward(tape, mark, stamp, n_eval, n, root):
         held[k] = shared_grad[leaves[k]]
         shared_grad[leaves[k]] = 0.0
     grad[root, 0] = 1.0
-    backward(tape, lo, root + 1, mark, stamp, False, np.empty(1), True)
+    backward(tape, lo, root + 1, mark, stamp, False, np.empty(1))
     for k in range(n_leaves):
         shared_grad[leaves[k]] = held[k] + shared_grad[leaves[k]]
 
@@ -960,7 +939,8 @@ def eager_backward(tape, mark, stamp, n_eval, n, root):
 def grow(a, used, size):
     """A copy of ``a[:used]`` in a new array of ``size`` entries (an explicit stack's growth)."""
     b = np.empty(size, a.dtype)
-    b[:used] = a[:used]
+    for k in range(used):  # a loop: a slice assignment compiles seconds of shape checks
+        b[k] = a[k]
     return b
 
 
@@ -1097,7 +1077,7 @@ def all_finite(x):
 
 
 @kernel
-def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, general, watch):
+def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, watch):
     """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, status).
 
     ``tape``   (op, pstart, pidx, aux, data, grad, shared, shared_grad): the traced
@@ -1109,8 +1089,6 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     ``opt``    (kind, state float64[P, s], hyper float64[h]): see ``tinyml.optim``
     ``run``    int64[6]: loss row, first non-leaf row, batch size, mean (1) or sum (0)
                over samples, shuffle seed (-1: keep order), dropout noise seed
-    ``general`` None when the program has only the rows ``forward``/``backward``
-               handle inline (a plain MLP with a squared error), else True
     ``penalty`` float64[2]: l1 and l2 weights, adding l1*sum|p| + l2*sum(p^2) to each
                step's loss (once per step, not per sample)
     ``steps``  int64[1]: optimizer steps taken so far, advanced in place (so it is
@@ -1171,7 +1149,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 load_lanes(data, in_rows, samples, order, c0, width)
                 if noise_rows.shape[0]:
                     fill_noise(data, noise_rows, noise_seed, steps[0], c0)
-                forward(tape, first, end, general)
+                forward(tape, first, end)
                 for lane in range(width):
                     batch_loss += shared[loss_row] if loss_shared else data[loss_row, lane]
                 if loss_shared:  # seed the backward pass, once per sample
@@ -1182,7 +1160,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                         grad[loss_row, lane] = scale
                 # backward leaves every swept row's grad at 0 again, ready for the next
                 # block; parameters (shared LEAF rows) sum their lanes into shared_grad
-                backward(tape, first, end, unmarked, -1, True, scratch, general)
+                backward(tape, first, end, unmarked, -1, True, scratch)
             finite = True
             for p in range(rows.shape[0]):
                 g = shared_grad[rows[p]]
@@ -1223,9 +1201,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
         monitored = losses[epoch - epoch0]
         if val.shape[0]:
             val_tape = (op, pstart, pidx, val_aux, data, grad, shared, shared_grad)
-            monitored = validation_loss(
-                val_tape, in_rows, noise_rows, val, val_order, first, end, mean, general
-            )
+            monitored = validation_loss(val_tape, in_rows, noise_rows, val, val_order, first, end, mean)
             for p in range(values.shape[0]):  # the same penalty the training loss carries
                 v = values[p]
                 monitored += penalty[0] * abs(v) + penalty[1] * v * v
@@ -1247,7 +1223,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
 
 
 @kernel
-def validation_loss(tape, in_rows, noise_rows, val, order, first, end, mean, general):
+def validation_loss(tape, in_rows, noise_rows, val, order, first, end, mean):
     """The loss row ``end - 1`` summed over the samples ``val`` (averaged if ``mean``),
     lanes at a time; noise rows are set to 1.0 (the tape's ``aux`` gives dropout rows rate 0)."""
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
@@ -1260,14 +1236,14 @@ def validation_loss(tape, in_rows, noise_rows, val, order, first, end, mean, gen
         load_lanes(data, in_rows, val, order, c0, width)
         for r in noise_rows:
             data[r, :] = 1.0
-        forward(tape, first, end, general)
+        forward(tape, first, end)
         for lane in range(width):
             total += shared[loss_row] if op[loss_row] == LEAF else data[loss_row, lane]
     return total / m if mean else total
 
 
 @kernel
-def predict_batch(tape, in_rows, out_rows, first, samples, out, general):
+def predict_batch(tape, in_rows, out_rows, first, samples, out):
     """Forward every sample of ``samples`` (lanes at a time); outputs into ``out``."""
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     n = samples.shape[0]
@@ -1279,7 +1255,7 @@ def predict_batch(tape, in_rows, out_rows, first, samples, out, general):
     for c0 in range(0, n, lanes):
         width = min(lanes, n - c0)
         load_lanes(data, in_rows, samples, order, c0, width)
-        forward(tape, first, end, general)
+        forward(tape, first, end)
         for k in range(out_rows.shape[0]):
             r = out_rows[k]
             leaf = op[r] == LEAF
@@ -1573,11 +1549,11 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         for lane in range(lanes):
                             p = rates[m0 + lane]
                             data[r, lane] = (1.0 - p) if u >= p else math.inf
-                    forward(tape, first, end, True)
+                    forward(tape, first, end)
                     for lane in range(lanes):
                         sample_loss[q, lane] = data[loss_row, lane]
                         grad[loss_row, lane] = scale
-                    backward(tape, first, end, unmarked, -1, True, scratch, True)
+                    backward(tape, first, end, unmarked, -1, True, scratch)
                 for q in range(width):
                     for lane in range(lanes):
                         batch_loss[lane] += sample_loss[q, lane]
@@ -1659,7 +1635,7 @@ def predict_members(tape, in_rows, out_rows, first, samples, out):
         end = max(end, r + 1)
     for s in range(samples.shape[0]):
         load_members(data, in_rows, samples, s)
-        forward(tape, first, end, True)
+        forward(tape, first, end)
         for k in range(out_rows.shape[0]):
             r = out_rows[k]
             for lane in range(lanes):

@@ -264,7 +264,6 @@ class Program:
         op[self.noise_rows] = kernels.INPUT
         nonleaf = np.nonzero((op != kernels.LEAF) & (op != kernels.INPUT))[0]
         self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
-        self._general = True if _needs_general_rows(op, pstart, pidx) else None
         self._tapes: dict[int, _Tape] = {}
 
     def __getstate__(self) -> dict:
@@ -343,7 +342,7 @@ class Program:
         out = np.empty((x.shape[0], self.n_outputs))
         if x.shape[0]:
             tape = self._tape(min(MAX_LANES, x.shape[0]))
-            kernels.predict_batch(tape, self.in_rows, self.out_rows, self.first, x, out, self._general)
+            kernels.predict_batch(tuple(tape), self.in_rows, self.out_rows, self.first, x, out)
         return out
 
     # -- training ---------------------------------------------------------------------
@@ -468,9 +467,8 @@ class Program:
                 stop[6] = 0.0
                 try:
                     done, status = kernels.train_epochs(
-                        tape, feed, params, optargs, run, penalty, epoch, end, steps, losses, self._general,
-                        watch,
-                    )  # fmt: skip
+                        tuple(tape), feed, params, optargs, run, penalty, epoch, end, steps, losses, watch
+                    )
                 finally:
                     # also on Ctrl-C, which Python raises as soon as the kernel returns:
                     # values, optimizer state, step count and schedule all describe the same steps
@@ -606,25 +604,6 @@ def _extract(graph: Graph, keep: np.ndarray):
     op = graph.op[rows].copy()
     leaf_values = np.where(op == kernels.LEAF, graph.data[rows, 0], 0.0)
     return op, pstart, pidx, graph.aux[rows].copy(), leaf_values, new_index
-
-
-def _needs_general_rows(op: np.ndarray, pstart: np.ndarray, pidx: np.ndarray) -> bool:
-    """Whether a program has rows that a plain MLP's training kernel does not compile.
-
-    That kernel (``general=None``) handles every row except LOGSUMEXP and
-    CROSS_ENTROPY, and AFFINE/NEURON rows only with a shared bias and weights
-    over per-lane inputs (a layer's neuron); a program of only such rows (an
-    MLP with a squared error, say) runs in it, which is quicker to compile.
-    """
-    shared = op == kernels.LEAF
-    if np.any((op == kernels.LOGSUMEXP) | (op == kernels.CROSS_ENTROPY)):
-        return True
-    for i in np.nonzero((op == kernels.NEURON) | (op == kernels.AFFINE))[0]:
-        parents = pidx[pstart[i] : pstart[i + 1]]
-        n = (len(parents) - 1) // 2
-        if not (shared[parents[: n + 1]].all() and not shared[parents[n + 1 :]].any()):
-            return True
-    return False
 
 
 def _history(epochs_rec, losses_rec, val_rec, epochs_run: int, seconds: float) -> History:
