@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinyml as tm
-from tinyml import Value
+from tinyml import Value, kernels
 
 from . import reference as ref
 from .programs import apply, mismatches, programs, run
@@ -617,3 +617,40 @@ def test_compile_takes_any_iterable_of_outputs():
         y = x * 2.0
         program = tm.compile((v for v in [y, x]), [x])
         assert program.run(np.array([[3.0]])).tolist() == [[6.0, 3.0]]
+
+
+def test_a_compile_is_announced_once_on_stderr(monkeypatch, capsys):
+    """With no cache entry for this machine, the first use of an entry kernel says so, once."""
+
+    class Uncompiled:
+        signatures: list = []
+
+    monkeypatch.setattr(kernels, "_unchecked", {"forward", "train_epochs"})
+    monkeypatch.setattr(kernels, "notice_pending", True)
+    monkeypatch.setattr(kernels, "forward", Uncompiled())
+    monkeypatch.setattr(kernels, "train_epochs", Uncompiled())
+    monkeypatch.setattr(kernels, "_cached_here", lambda d: False)
+    kernels.notice_compile("forward")
+    kernels.notice_compile("train_epochs")
+    kernels.notice_compile("forward")
+    assert capsys.readouterr().err == kernels.COMPILING + "\n"
+    assert kernels.notice_pending is False
+
+
+def test_no_announcement_when_the_cache_has_the_kernel(monkeypatch, capsys):
+    class Uncompiled:
+        signatures: list = []
+
+    monkeypatch.setattr(kernels, "_unchecked", {"predict_batch"})
+    monkeypatch.setattr(kernels, "notice_pending", True)
+    monkeypatch.setattr(kernels, "predict_batch", Uncompiled())
+    monkeypatch.setattr(kernels, "_cached_here", lambda d: True)
+    kernels.notice_compile("predict_batch")
+    assert capsys.readouterr().err == ""
+    assert kernels.notice_pending is False
+
+
+def test_the_cache_probe_finds_a_kernel_this_process_has_used():
+    with tm.Graph():
+        assert tm.Value(0.5).tanh().data == pytest.approx(math.tanh(0.5))
+    assert kernels._cached_here(kernels.forward)  # loaded from or written to the cache

@@ -364,12 +364,16 @@ class Graph:
     def evaluate(self) -> None:
         """Compute every row appended since the last evaluation."""
         if self.n_eval < self.n:
+            if kernels.notice_pending:
+                kernels.notice_compile("forward")
             kernels.evaluate(self._tape(), self.n_eval, self.n)
             self.n_eval = self.n
 
     def backward(self, root: int) -> None:
         """Evaluate pending rows, then accumulate d(root)/d(leaf) into every leaf."""
         self.stamp += 1
+        if kernels.notice_pending:
+            kernels.notice_compile("eager_backward")
         kernels.eager_backward(self._tape(), self.mark, self.stamp, self.n_eval, self.n, root)
         self.n_eval = self.n
 

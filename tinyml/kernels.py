@@ -28,6 +28,7 @@ No ``fastmath``: NaN and inf must propagate, divergence detection relies on it;
 from __future__ import annotations
 
 import math
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +43,35 @@ JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
 def kernel(fn):
     """Compile ``fn`` with the project's Numba options (cached on disk)."""
     return njit(**JIT_OPTIONS)(fn)
+
+
+COMPILING = "tinyml: compiling kernels for this machine (first run only, a few seconds)"
+notice_pending = True  # until every entry kernel has been checked once (see `notice_compile`)
+_unchecked = {"forward", "eager_backward", "train_epochs", "predict_batch"}
+
+
+def notice_compile(name: str) -> None:
+    """Say once per process, on stderr, that kernel ``name`` is about to be compiled,
+    when Numba's disk cache has no entry of it for this machine (its first run here)."""
+    global notice_pending
+    if name not in _unchecked:
+        return
+    _unchecked.discard(name)
+    dispatcher = globals()[name]
+    if not dispatcher.signatures and not _cached_here(dispatcher):
+        print(COMPILING, file=sys.stderr, flush=True)
+        _unchecked.clear()
+    notice_pending = bool(_unchecked)
+
+
+def _cached_here(dispatcher) -> bool:
+    """Whether the disk cache holds a compiled ``dispatcher`` for this CPU (Numba's own index)."""
+    try:
+        index = dispatcher._cache._cache_file._load_index()
+        magic = dispatcher.targetctx.codegen().magic_tuple()
+        return any(key[1] == magic for key in index)
+    except Exception:  # an internal of Numba changed: stay quiet rather than fail
+        return True
 
 
 def inline_kernel(fn):
