@@ -15,4 +15,5 @@ WORKLOADS = {
     "digits": "digits",
     "sklearn": "sklearn_mlp",
     "ensemble": "ensemble",
+    "activations": "activations",
 }

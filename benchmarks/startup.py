@@ -5,6 +5,15 @@ folder, so every kernel the demo needs is compiled. Warm: a second run with the
 same folder, so the kernels are loaded from the cache. ``python -c "import
 tinyml"`` with the warm cache is the floor (interpreter, numpy, numba, tinyml).
 Quick mode passes ``--epochs 200`` to the demo; the full mode runs its defaults.
+
+Then, in full mode, the first use of each other feature, in the same cache
+folder one after the other (so each pays only for the kernels it adds): a
+``tm.Value`` expression with ``backward()``, ``fit`` with cross-entropy
+mini-batches, ``fit`` with Adam. Each entry is what its snippet's first run
+takes beyond a second, warm run: the compilation it adds.
+
+Every subprocess imports the checkout's ``tinyml`` (``PYTHONPATH`` is the
+repository root), not another installed copy.
 """
 
 from __future__ import annotations
@@ -22,10 +31,21 @@ KEY = "startup"
 DEMO = ROOT / "examples" / "xor_demo.py"
 CONVERGED = 1e-2
 _LOSS = re.compile(r"Total Loss:\s*([-+0-9.eEinfa]+)")
+_DATA = "import numpy as np, tinyml as tm\nX = np.random.default_rng(0).normal(size=(100, 8))\n"
+FEATURES = {
+    "Value expression": (
+        "import tinyml as tm\na, b = tm.Value(0.5), tm.Value(-1.2)\n"
+        "c = (a * b + a.tanh()).sigmoid() + (a**2).exp() / b\nc.backward()\nprint(c.data, a.grad)\n"
+    ),
+    "cross-entropy mini-batches": _DATA + "m = tm.MLP(8, [16, 3], activation='relu', seed=0)\n"
+    "print(m.fit(X, np.arange(100) % 3, 2, loss='cross_entropy', batch_size=16, progress=False))\n",
+    "Adam": _DATA + "m = tm.MLP(8, [8, 1], seed=0)\nopt = tm.optim.Adam(m.parameters(), lr=1e-2)\n"
+    "print(m.fit(X, X[:, :1] * X[:, 1:2], 2, loss='mse', optimizer=opt, progress=False))\n",
+}
 
 
 def _run(args: list[str], cache: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
     )
@@ -50,6 +70,11 @@ def run(settings: Settings) -> Workload:
 
         guarded(w, "xor_demo.py warm", warm_body)
         guarded(w, "import tinyml (warm)", lambda e: _import(e, warm_cache or new_cache(), settings.repeats))
+        if not settings.quick:
+            for name, code in FEATURES.items():
+                guarded(w, f"first {name}: adds", lambda e, c=code: _feature(e, warm_cache or new_cache(), c))
+        else:
+            w.notes.append("quick mode: the first use of each other feature is measured in full mode only")
     finally:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
@@ -75,6 +100,18 @@ def _demo(e: Entry, cache, demo_args: list[str], repeats: int, settings: Setting
     e.check = OK
     if not settings.quick and not e.loss < CONVERGED:
         e.check = f"FAILED: final loss {e.loss:g}, expected < {CONVERGED:g}"
+
+
+def _feature(e: Entry, cache: str, code: str) -> None:
+    """Seconds that a snippet's first run (compiling what it adds) takes beyond its warm run."""
+    cold, proc = measure(lambda: cache, lambda folder: _run(["-c", code], folder), 1)
+    if proc.returncode != 0:
+        e.check = f"FAILED: {proc.stderr.strip()[-500:]}"
+        return
+    warm, _ = measure(lambda: cache, lambda folder: _run(["-c", code], folder), 1)
+    e.times = [cold[0] - warm[0]]
+    e.value = e.times[0]
+    e.check = OK
 
 
 def _import(e: Entry, cache: str, repeats: int) -> None:

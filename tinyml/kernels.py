@@ -642,6 +642,23 @@ def forward(tape, lo, hi):
                 v = unary_value(o, shared[a], c)
                 for lane in range(lanes):
                     data[i, lane] = v
+            # the activations a NEURON row does not fuse: a loop each, the rule given a
+            # constant code, which the compiler folds (and vectorises where it can)
+            elif o == GELU_ERF:
+                for lane in range(lanes):
+                    data[i, lane] = unary_value(np.uint8(GELU_ERF), data[a, lane], c)
+            elif o == GELU_TANH:
+                for lane in range(lanes):
+                    data[i, lane] = unary_value(np.uint8(GELU_TANH), data[a, lane], c)
+            elif o == SILU:
+                for lane in range(lanes):
+                    data[i, lane] = unary_value(np.uint8(SILU), data[a, lane], c)
+            elif o == SOFTPLUS:
+                for lane in range(lanes):
+                    data[i, lane] = unary_value(np.uint8(SOFTPLUS), data[a, lane], c)
+            elif o == LEAKY_RELU:
+                for lane in range(lanes):
+                    data[i, lane] = unary_value(np.uint8(LEAKY_RELU), data[a, lane], c)
             else:
                 for lane in range(lanes):
                     data[i, lane] = unary_value(o, data[a, lane], c)
@@ -804,7 +821,29 @@ def backward(tape, lo, hi, mark, stamp, clear, g):
                 x = shared[a]
                 for lane in range(lanes - 1, -1, -1):
                     shared_grad[a] += grad[i, lane] * unary_derivative(o, x, data[i, lane], c)
-            elif oa != INPUT:
+            elif oa == INPUT:
+                pass
+            elif o == GELU_ERF:  # as in forward: a loop per unfused activation
+                for lane in range(lanes):
+                    d = unary_derivative(np.uint8(GELU_ERF), data[a, lane], data[i, lane], c)
+                    grad[a, lane] += grad[i, lane] * d
+            elif o == GELU_TANH:  # as in forward: a loop per unfused activation
+                for lane in range(lanes):
+                    d = unary_derivative(np.uint8(GELU_TANH), data[a, lane], data[i, lane], c)
+                    grad[a, lane] += grad[i, lane] * d
+            elif o == SILU:  # as in forward: a loop per unfused activation
+                for lane in range(lanes):
+                    d = unary_derivative(np.uint8(SILU), data[a, lane], data[i, lane], c)
+                    grad[a, lane] += grad[i, lane] * d
+            elif o == SOFTPLUS:  # as in forward: a loop per unfused activation
+                for lane in range(lanes):
+                    d = unary_derivative(np.uint8(SOFTPLUS), data[a, lane], data[i, lane], c)
+                    grad[a, lane] += grad[i, lane] * d
+            elif o == LEAKY_RELU:  # as in forward: a loop per unfused activation
+                for lane in range(lanes):
+                    d = unary_derivative(np.uint8(LEAKY_RELU), data[a, lane], data[i, lane], c)
+                    grad[a, lane] += grad[i, lane] * d
+            else:
                 for lane in range(lanes):
                     grad[a, lane] += grad[i, lane] * unary_derivative(o, data[a, lane], data[i, lane], c)
         elif cls == BINARY_CLASS:
