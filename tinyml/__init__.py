@@ -16,7 +16,22 @@ from . import io, losses, optim, tools
 from .ensemble import Ensemble
 from .graph import Graph, current_graph
 from .io import ModelFileError
-from .nn import MLP, Activation, Layer, Module, Neuron
+from .layers import (
+    GELU,
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
+from .module import Module
+from .nn import MLP, Activation, Layer, Neuron
 from .ops import Op
 from .sweep import SweepResult, sweep
 from .tensor import Tensor
@@ -42,6 +57,18 @@ __all__ = [
     "Graph",
     "Layer",
     "Module",
+    "Sequential",
+    "Linear",
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "GELU",
+    "SiLU",
+    "LeakyReLU",
+    "Softplus",
+    "Identity",
+    "Flatten",
+    "Dropout",
     "Neuron",
     "Op",
     "Tensor",

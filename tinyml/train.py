@@ -253,6 +253,12 @@ class Program:
         for v in outputs + inputs + params + noise:
             keep[v._row] = True
         op, pstart, pidx, aux, leaf_values, index = _extract(graph, keep)
+        protected = np.zeros(len(op), np.bool_)
+        protected[index[rows_in + rows_p + rows_u + [v._row for v in outputs]]] = True
+        op, pstart, pidx, aux, leaf_values, fused = _fuse_activations(
+            op, pstart, pidx, aux, leaf_values, protected
+        )
+        index = np.where(index >= 0, fused[np.maximum(index, 0)], -1)
         self.graph = graph
         self.params = params
         self.n_inputs = len(inputs)
@@ -600,20 +606,66 @@ def _extract(graph: Graph, keep: np.ndarray):
     (float64[rows], 0 for other rows), and the map from old to new rows (-1 for rows not copied). The ancestor
     sweep is a kernel; the copy is plain NumPy (no kernel to compile).
     """
-    kernels.mark_ancestors(graph.pstart, graph.pidx, keep, graph.n)
+    n = graph.n
+    return _extract_rows(
+        graph.op[:n], graph.pstart[: n + 1], graph.pidx, graph.aux[:n], graph.data[:n, 0], keep
+    )
+
+
+def _extract_rows(op, pstart, pidx, aux, values, keep: np.ndarray):
+    """:func:`_extract` over plain arrays (a graph's, or a program's own)."""
+    n = len(keep)
+    kernels.mark_ancestors(pstart, pidx, keep, n)
     rows = np.nonzero(keep)[0]
-    new_index = np.full(graph.n, -1, np.int64)
+    new_index = np.full(n, -1, np.int64)
     new_index[rows] = np.arange(len(rows))
-    starts = graph.pstart[rows]
-    counts = graph.pstart[rows + 1] - starts
-    pstart = np.zeros(len(rows) + 1, np.int64)
-    np.cumsum(counts, out=pstart[1:])
+    starts = pstart[rows]
+    counts = pstart[rows + 1] - starts
+    new_pstart = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(counts, out=new_pstart[1:])
     # the parent entries of every kept row, in order: start of its run + offset in it
-    gather = np.repeat(starts - pstart[:-1], counts) + np.arange(pstart[-1])
-    pidx = new_index[graph.pidx[gather]]
-    op = graph.op[rows].copy()
-    leaf_values = np.where(op == kernels.LEAF, graph.data[rows, 0], 0.0)
-    return op, pstart, pidx, graph.aux[rows].copy(), leaf_values, new_index
+    gather = np.repeat(starts - new_pstart[:-1], counts) + np.arange(new_pstart[-1])
+    new_pidx = new_index[pidx[gather]]
+    new_op = op[rows].copy()
+    leaf_values = np.where(new_op == kernels.LEAF, values[rows], 0.0)
+    return new_op, new_pstart, new_pidx, aux[rows].copy(), leaf_values, new_index
+
+
+_FUSABLE = (kernels.TANH, kernels.SIGMOID, kernels.RELU)
+
+
+def _fuse_activations(op, pstart, pidx, aux, leaf_values, protected: np.ndarray):
+    """Fold each tanh/sigmoid/relu row into the activation-free NEURON row it reads,
+    where that row has no other reader and is not an input, parameter or output.
+
+    ``Linear`` then ``Tanh`` becomes the one fused NEURON row ``MLP`` builds, so a
+    model runs as fast whichever way it was written. Returns the new tape and the
+    map from old program rows to new ones (-1: row dropped).
+    """
+    n = len(op)
+    identity = np.arange(n, dtype=np.int64)
+    cand = np.nonzero(np.isin(op, _FUSABLE) & (np.diff(pstart) == 1))[0]
+    if len(cand):
+        parent = pidx[pstart[cand]]
+        readers = np.bincount(pidx, minlength=n)
+        ok = (
+            (op[parent] == kernels.NEURON)
+            & (aux[parent] == 0.0)
+            & (readers[parent] == 1)
+            & ~protected[parent]
+        )
+        cand, parent = cand[ok], parent[ok]
+    if not len(cand):
+        return op, pstart, pidx, aux, leaf_values, identity
+    aux = aux.copy()
+    aux[parent] = op[cand]
+    alias = identity.copy()
+    alias[cand] = parent
+    pidx = alias[pidx]
+    keep = np.zeros(n, np.bool_)
+    keep[alias[protected]] = True
+    op, pstart, pidx, aux, leaf_values, index = _extract_rows(op, pstart, pidx, aux, leaf_values, keep)
+    return op, pstart, pidx, aux, leaf_values, index[alias]
 
 
 def _history(epochs_rec, losses_rec, val_rec, epochs_run: int, seconds: float) -> History:
@@ -875,3 +927,137 @@ def _predict_program(model) -> Program:
         cache["predict"] = Program(model(xs), xs, model.parameters())
         model.graph.rewind(mark)
     return cache["predict"]
+
+
+# ---------------------------------------------------------------------------
+# Module.fit / Module.predict: any module, traced for one sample (a lane each)
+# ---------------------------------------------------------------------------
+def _samples_of(X, what: str) -> np.ndarray:
+    """``X`` batch first, (n, ...), as a finite float64 array."""
+    x = real_array(X, what)
+    if x.ndim == 1:
+        x = x[:, None]
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{what}: contains NaN or inf (first at {tuple(int(i) for i in bad)})")
+    return np.ascontiguousarray(x)
+
+
+def _trace_module(module, sample_shape: tuple[int, ...], training: bool):
+    """Placeholders for one sample and the module's output rows over them.
+
+    Returns ``(graph, mark, xs, outputs, noise)``; the caller builds its Program and
+    rewinds to ``mark``. Dropout layers add noise placeholders while tracing.
+    """
+    from .module import tracing
+    from .tensor import Tensor
+
+    g = module.graph
+    mark = g.checkpoint()
+    xs = placeholders(int(np.prod(sample_shape)), g)
+    was = [(m, m.training) for m in module.modules()]
+    module.train(training)
+    tracing.noise = [] if training else None
+    try:
+        out = module(Tensor._make(g, list(xs), (1, *sample_shape)))
+        noise = tracing.noise or []
+    finally:
+        tracing.noise = None
+        for m, mode in was:
+            object.__setattr__(m, "training", mode)
+    name = type(module).__name__
+    if type(out) is Value:
+        outputs = [out]
+    elif isinstance(out, Tensor):
+        if out.shape[0] != 1:
+            raise ValueError(f"{name}.forward: a batch of 1 sample gave an output of shape {out.shape}")
+        outputs = out.flat_values()
+    else:
+        raise TypeError(f"{name}.forward must return a Tensor (batch first), got {type(out).__name__}")
+    return g, mark, xs, outputs, noise
+
+
+def _module_program(module, sample_shape, loss, training: bool):
+    """(program, reduction, n_outputs, sigmoid outputs) for ``loss`` (None: outputs only)."""
+    from .module import _Buffers
+
+    cache = module.__dict__.setdefault("_programs", {})
+    key = (
+        loss if isinstance(loss, str) or loss is None else id(loss),
+        sample_shape,
+        training,
+        _Buffers.version,
+    )
+    if key in cache and (loss is None or isinstance(loss, str)):
+        return cache[key]
+    table = _per_sample_losses()
+    if loss is None:
+        per_sample, reduction = None, "mean"
+    elif isinstance(loss, str):
+        if loss not in table:
+            raise ValueError(f"fit: unknown loss {loss!r}; choose one of {sorted(table)} or pass a callable")
+        per_sample, reduction = table[loss]
+    elif callable(loss):
+        per_sample, reduction = loss, "mean"
+    else:
+        raise TypeError(f"fit: loss must be a name or a callable(outputs, targets) -> Value, got {loss!r}")
+    params = module.parameters()
+    g, mark, xs, outputs, noise = _trace_module(module, sample_shape, training)
+    k = len(outputs)
+    sigmoid = all(
+        g.op[v._row] == Op.SIGMOID or (g.op[v._row] == Op.NEURON and g.aux[v._row] == Op.SIGMOID)
+        for v in outputs
+    )
+    if per_sample is None:
+        program = Program(outputs, xs, params, noise)
+    else:
+        ys = placeholders(k, g)
+        value = per_sample(outputs, ys)
+        if type(value) is not Value:
+            raise TypeError(f"fit: the loss must return a Value, got {type(value).__name__}")
+        program = Program([value], xs + ys, params, noise)
+    g.rewind(mark)  # the traced rows live on in the program only
+    result = (program, reduction, k, sigmoid)
+    if loss is None or isinstance(loss, str):
+        cache[key] = result
+    return result
+
+
+class _Outputs:
+    """What ``_targets`` needs to know of a model: its outputs."""
+
+    def __init__(self, k: int) -> None:
+        self.n_outputs = k
+        self.output_activation = Activation.SIGMOID  # checked by fit_module itself
+
+
+def fit_module(module, X, Y, loss, options: FitOptions) -> History:
+    """``Module.fit``: trace one sample's step in training mode, then ``Program.fit_with``."""
+    x = _samples_of(X, "X")
+    program, reduction, k, sigmoid = _module_program(module, x.shape[1:], loss, True)
+    if loss == "binary_cross_entropy" and not sigmoid:
+        raise ValueError(
+            f"fit: binary_cross_entropy takes probabilities, but {type(module).__name__}'s outputs are "
+            "not sigmoids; end the model with tm.Sigmoid()"
+        )
+    y = _targets(_Outputs(k), Y, loss, x.shape[0])
+    if options.validation_data is not None:
+        pair = options.validation_data
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError("fit: validation_data must be a pair (X_val, Y_val)")
+        xv = _samples_of(pair[0], "validation_data X")
+        if xv.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"fit: validation_data X has samples of shape {xv.shape[1:]}, X has {x.shape[1:]}"
+            )
+        yv = _targets(_Outputs(k), pair[1], loss, xv.shape[0])
+        options = replace(options, validation_data=np.hstack([xv.reshape(xv.shape[0], -1), yv]))
+    samples = np.hstack([x.reshape(x.shape[0], -1), y])
+    return program.fit_with(samples, replace(options, reduction=reduction))
+
+
+def predict_module(module, X) -> np.ndarray:
+    """``Module.predict``: the outputs of every sample in eval mode, (n, outputs)."""
+    x = _samples_of(X, "X")
+    program = _module_program(module, x.shape[1:], None, False)[0]
+    return program.run(x.reshape(x.shape[0], -1))
