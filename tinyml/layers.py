@@ -289,3 +289,319 @@ class Dropout(Module):
         u = np.fromiter((v._row for v in noise), np.int64, m)
         parents = np.stack([x._rows_array(), u], axis=1)
         return Tensor._wrap_rows(g, g.push_many(Op.DROPOUT, parents, self.p), x.shape)
+
+
+# ---------------------------------------------------------------------------
+# Convolution and pooling: NEURON rows with weights shared across positions,
+# MAX rows, SUM rows; inputs (N, C, H, W) or unbatched (C, H, W)
+# ---------------------------------------------------------------------------
+def _pair(v, what: str, minimum: int) -> tuple[int, int]:
+    items = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(items) != 2:
+        raise ValueError(f"{what} must be an int or a pair of ints, got {v!r}")
+    for k in items:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"{what} must be an int or a pair of ints, got {v!r}")
+        if k < minimum:
+            raise ValueError(f"{what} must be at least {minimum}, got {v!r}")
+    return int(items[0]), int(items[1])
+
+
+def _images(x, graph: Graph, who: str, channels: int | None) -> tuple[Tensor, bool]:
+    """``x`` as an (N, C, H, W) Tensor (and whether it was unbatched (C, H, W))."""
+    x = as_tensor(x, graph, who)
+    if x.ndim == 3:
+        x, unbatched = x.reshape(1, *x.shape), True
+    elif x.ndim == 4:
+        unbatched = False
+    else:
+        raise ValueError(f"{who}: expected an input of shape (N, C, H, W) or (C, H, W), got {x.shape}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{who}: expected {channels} input channels, got an input of shape {x.shape}")
+    return x, unbatched
+
+
+def _windows(rows: np.ndarray, kernel, stride, padding, who: str, shape) -> np.ndarray:
+    """For (N, C, H, W) tape rows, the rows under each window: (N, Ho, Wo, C, kh, kw),
+    -1 where the window covers padding."""
+    n, c, h, w = rows.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(
+            f"{who}: kernel size ({kh}, {kw}) is larger than the padded input "
+            f"({h + 2 * ph}, {w + 2 * pw}) of an input of shape {shape}"
+        )
+    padded = np.full((n, c, h + 2 * ph, w + 2 * pw), -1, np.int64)
+    padded[:, :, ph : ph + h, pw : pw + w] = rows
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (w + 2 * pw - kw) // sw + 1
+    hi = (np.arange(ho) * sh)[:, None] + np.arange(kh)[None, :]  # (ho, kh)
+    wi = (np.arange(wo) * sw)[:, None] + np.arange(kw)[None, :]  # (wo, kw)
+    win = padded[:, :, hi[:, None, :, None], wi[None, :, None, :]]  # (N, C, ho, wo, kh, kw)
+    return win.transpose(0, 2, 3, 1, 4, 5)
+
+
+class Conv2d(Module):
+    """A 2-D convolution (cross-correlation, as ``torch.nn.Conv2d``) over (N, C, H, W).
+
+    Each output is one NEURON row ``b + sum w * x`` over its window, the weight
+    parents shared by every position; zero padding is simply left out of the
+    sum. weight (out_channels, in_channels, kh, kw) and bias (out_channels,) are
+    uniform in +-1/sqrt(in_channels * kh * kw), PyTorch's default.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        bias: bool = True,
+        *,
+        seed: int | np.random.Generator | None = None,
+        graph: Graph | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "Conv2d: in_channels")
+        self.out_channels = _positive_int(out_channels, "Conv2d: out_channels")
+        self.kernel_size = _pair(kernel_size, "Conv2d: kernel_size", 1)
+        self.stride = _pair(stride, "Conv2d: stride", 1)
+        self.padding = _pair(padding, "Conv2d: padding", 0)
+        if not isinstance(bias, bool):
+            raise TypeError(f"Conv2d: bias must be a bool, got {type(bias).__name__}")
+        rng = _rng(seed)
+        kh, kw = self.kernel_size
+        bound = 1.0 / math.sqrt(self.in_channels * kh * kw)
+        g = _graph(graph)
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        self.weight = _param_tensor(rng.uniform(-bound, bound, shape), g)
+        self.bias = _param_tensor(rng.uniform(-bound, bound, (self.out_channels,)), g) if bias else None
+
+    def _config(self) -> dict:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "bias": self.bias is not None,
+        }
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
+        )
+
+    def forward(self, x) -> Tensor:
+        g = self.weight.graph
+        who = f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size})"
+        x, unbatched = _images(x, g, who, self.in_channels)
+        n = x.shape[0]
+        co = self.out_channels
+        k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        win = _windows(
+            x._rows_array().reshape(x.shape), self.kernel_size, self.stride, self.padding, who, x.shape
+        )
+        ho, wo = win.shape[1], win.shape[2]
+        m = n * co * ho * wo
+        g.reserve(m + 1, m * (2 * k + 1))
+        # row numbers again after the reserve (it may compact and renumber)
+        win = _windows(
+            x._rows_array().reshape(x.shape), self.kernel_size, self.stride, self.padding, who, x.shape
+        )
+        xs = np.broadcast_to(win.reshape(n, 1, ho * wo, k), (n, co, ho * wo, k)).reshape(m, k)
+        w = np.broadcast_to(self.weight._rows_array().reshape(1, co, 1, k), (n, co, ho * wo, k)).reshape(m, k)
+        b_rows = self.bias._rows_array() if self.bias is not None else np.full(co, g.push_leaf(0.0))
+        b = np.broadcast_to(b_rows.reshape(1, co, 1), (n, co, ho * wo)).reshape(m, 1)
+        out = np.empty(m, np.int64)
+        valid = xs >= 0
+        counts = valid.sum(axis=1)
+        for c in np.unique(counts):  # one bulk append per number of taps inside the input
+            sel = np.nonzero(counts == c)[0]
+            keep = valid[sel]
+            parents = np.concatenate(
+                [b[sel], w[sel][keep].reshape(-1, c), xs[sel][keep].reshape(-1, c)], axis=1
+            )
+            out[sel] = np.asarray(g.push_many(Op.NEURON, parents, 0.0))
+        y = Tensor._wrap_rows(g, out.tolist(), (n, co, ho, wo))
+        return y.reshape(co, ho, wo) if unbatched else y
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride=None) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, f"{type(self).__name__}: kernel_size", 1)
+        self.stride = (
+            self.kernel_size if stride is None else _pair(stride, f"{type(self).__name__}: stride", 1)
+        )
+
+    def _config(self) -> dict:
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+    def forward(self, x) -> Tensor:
+        who = f"{type(self).__name__}(kernel_size={self.kernel_size})"
+        graph = x.graph if isinstance(x, Tensor) else current_graph()
+        x, unbatched = _images(x, graph, who, None)
+        n, c = x.shape[:2]
+        kh, kw = self.kernel_size
+        win = _windows(x._rows_array().reshape(x.shape), self.kernel_size, self.stride, (0, 0), who, x.shape)
+        ho, wo = win.shape[1], win.shape[2]
+        m = n * c * ho * wo
+        x.graph.reserve(2 * m, m * (kh * kw + 1))
+        win = _windows(x._rows_array().reshape(x.shape), self.kernel_size, self.stride, (0, 0), who, x.shape)
+        parents = win.reshape(n, ho, wo, c, kh * kw).transpose(0, 3, 1, 2, 4).reshape(m, kh * kw)
+        y = Tensor._wrap_rows(x.graph, self._rows(x.graph, parents), (n, c, ho, wo))
+        return y.reshape(c, ho, wo) if unbatched else y
+
+
+class MaxPool2d(_Pool2d):
+    """The largest input of each window (one MAX row; the gradient goes to the first
+    largest input of the window, as PyTorch's). ``stride`` defaults to ``kernel_size``."""
+
+    def _rows(self, g: Graph, parents: np.ndarray):
+        return g.push_many(Op.MAX, parents)
+
+
+class AvgPool2d(_Pool2d):
+    """The mean of each window (a SUM row, then a division by the window's size)."""
+
+    def _rows(self, g: Graph, parents: np.ndarray):
+        sums = np.asarray(g.push_many(Op.SUM, parents)).reshape(-1, 1)
+        return g.push_many(Op.DIV_C, sums, float(parents.shape[1]))
+
+
+# ---------------------------------------------------------------------------
+# Batch normalisation
+# ---------------------------------------------------------------------------
+class _BatchNorm(Module):
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` per channel (dimension 1).
+
+    Training mode: mean and (biased) variance of the batch, and the running
+    statistics move towards them by ``momentum`` (the variance unbiased, as
+    PyTorch), once per call, or once per optimisation step in ``fit``, where
+    the samples of a batch are lanes and the statistics are LANE_SUM rows.
+    Eval mode: the running statistics. weight starts at 1, bias at 0.
+    """
+
+    ranks: tuple[int, ...] = ()
+    layout = ""
+
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *, graph: Graph | None = None
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = _positive_int(num_features, f"{name}: num_features")
+        self.eps = _number(eps, f"{name}: eps")
+        if momentum is None:
+            raise ValueError(f"{name}: momentum=None (a cumulative average) is not supported; give a number")
+        self.momentum = _number(momentum, f"{name}: momentum")
+        g = _graph(graph)
+        self.weight = _param_tensor(np.ones(self.num_features), g)
+        self.bias = _param_tensor(np.zeros(self.num_features), g)
+        self.register_buffer("running_mean", np.zeros(self.num_features))
+        self.register_buffer("running_var", np.ones(self.num_features))
+
+    def _config(self) -> dict:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+    def forward(self, x) -> Tensor:
+        g = self.weight.graph
+        name = f"{type(self).__name__}({self.num_features})"
+        x = as_tensor(x, g, name)
+        if x.ndim not in self.ranks:
+            raise ValueError(f"{name}: expected an input of shape {self.layout}, got {x.shape}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name}: expected {self.num_features} channels (dimension 1), got shape {x.shape}"
+            )
+        c = self.num_features
+        bshape = (1, c) + (1,) * (x.ndim - 2)  # broadcasts over the batch and positions
+        gamma = self.weight.reshape(*bshape)
+        beta = self.bias.reshape(*bshape)
+        if not self.training:
+            rm = self._buffers["running_mean"].reshape(bshape)
+            inv = 1.0 / np.sqrt(self._buffers["running_var"].reshape(bshape) + self.eps)
+            return (x - rm) * inv * gamma + beta
+        axes = (0, *range(2, x.ndim))
+        if tracing.stats is not None:
+            mean, var = self._lane_statistics(x, axes, bshape)
+        else:
+            count = x.size // c
+            if count < 2:
+                raise ValueError(
+                    f"{name}: expected more than 1 value per channel when training, got shape {x.shape}"
+                )
+            mean = x.mean(axis=axes, keepdims=True)
+            d = x - mean
+            var = (d * d).mean(axis=axes, keepdims=True)
+            self._update(mean.numpy().reshape(c), var.numpy().reshape(c) * count / (count - 1))
+            return d * (var + self.eps) ** -0.5 * gamma + beta
+        d = x - mean
+        return d * (var + self.eps) ** -0.5 * gamma + beta
+
+    def _update(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
+        m = self.momentum
+        b = self._buffers
+        b["running_mean"][...] = (1.0 - m) * b["running_mean"] + m * mean
+        b["running_var"][...] = (1.0 - m) * b["running_var"] + m * unbiased_var
+        _bump_buffers()
+
+    def _lane_statistics(self, x: Tensor, axes, bshape):
+        """Batch mean and variance of a traced sample, over the lanes of its batch.
+
+        Per channel: the sample's own sum (a SUM row) becomes the batch's sum with a
+        LANE_SUM row (masked to the lanes that hold samples); n = samples * positions
+        comes from the mask the same way. Two RUNNING_STAT rows keep the running mean
+        and the unbiased running variance, collected for ``fit`` to read back.
+        """
+        g = x.graph
+        state = tracing.stats
+        if state["mask"] is None:  # one lane mask per traced step, and the number of samples
+            g.reserve(2, 2)
+            mask = wrap(g, g.push_leaf(1.0))
+            state["mask"] = mask
+            state["lanes"] = wrap(g, g.push(Op.LANE_SUM, (mask._row, mask._row)))
+        mask, lanes = state["mask"], state["lanes"]
+        positions = x.size // (x.shape[0] * self.num_features)
+        n = lanes * float(positions)
+
+        def across(t: Tensor) -> Tensor:  # (1, C, 1...) per-sample sums -> batch sums, per channel
+            g.reserve(t.size, 2 * t.size)
+            rows = np.stack([t._rows_array(), np.full(t.size, mask._row)], axis=1)
+            return Tensor._wrap_rows(g, g.push_many(Op.LANE_SUM, rows), t.shape)
+
+        mean = across(x.sum(axis=axes, keepdims=True)) / n
+        d = x - mean
+        var = across((d * d).sum(axis=axes, keepdims=True)) / n
+        unbiased = var * n / (n - 1.0)
+        g.reserve(2 * self.num_features, 2 * self.num_features)
+        for what, t in (("running_mean", mean), ("running_var", unbiased)):
+            rows = g.push_many(Op.RUNNING_STAT, t._rows_array().reshape(-1, 1), self.momentum)
+            for ch, r in enumerate(rows):
+                state["rows"].append((wrap(g, r), self, what, ch))
+        return mean, var
+
+
+def _bump_buffers() -> None:
+    from .module import _Buffers
+
+    _Buffers.version += 1
+
+
+class BatchNorm1d(_BatchNorm):
+    ranks = (2, 3)
+    layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    ranks = (4,)
+    layout = "(N, C, H, W)"

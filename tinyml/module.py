@@ -40,7 +40,9 @@ class _Tracing(threading.local):
 
     def __init__(self) -> None:
         self.noise: list[Value] | None = None  # dropout draws, refilled per sample and step
-        self.stats: list | None = None  # batch-norm running statistics updates
+        # batch norm: {"mask": lane-mask Value, "lanes": its LANE_SUM, "rows": [(RUNNING_STAT
+        # Value, module, buffer name, channel)]} while tracing a training step
+        self.stats: dict | None = None
 
 
 tracing = _Tracing()

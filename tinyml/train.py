@@ -222,11 +222,14 @@ class Program:
         inputs: Sequence[Value],
         params: Sequence[Value],
         noise: Sequence[Value] = (),
+        masks: Sequence[Value] = (),
+        stats: Sequence[Value] = (),
     ) -> None:
         outputs = list(outputs)
         inputs = list(inputs)
         params = list(params)
-        noise = list(noise)
+        noise = list(noise) + list(masks)  # (leaves the program fills itself)
+        stats = list(stats)
         if not outputs:
             raise ValueError("compile: give at least one output Value")
         for what, seq in (("output", outputs), ("input", inputs), ("parameter", params), ("noise", noise)):
@@ -250,11 +253,11 @@ class Program:
                 "(each may be only one of them, once)"
             )
         keep = np.zeros(graph.n, np.bool_)  # extract copies leaves' data only: no evaluation needed
-        for v in outputs + inputs + params + noise:
+        for v in outputs + inputs + params + noise + stats:
             keep[v._row] = True
         op, pstart, pidx, aux, leaf_values, index = _extract(graph, keep)
         protected = np.zeros(len(op), np.bool_)
-        protected[index[rows_in + rows_p + rows_u + [v._row for v in outputs]]] = True
+        protected[index[rows_in + rows_p + rows_u + [v._row for v in outputs + stats]]] = True
         op, pstart, pidx, aux, leaf_values, fused = _fuse_activations(
             op, pstart, pidx, aux, leaf_values, protected
         )
@@ -267,9 +270,19 @@ class Program:
         self.in_rows = index[rows_in]
         self.param_rows = index[rows_p]
         self.out_rows = index[[v._row for v in outputs]]
-        self.noise_rows = index[np.asarray(rows_u, np.int64)]
+        rows_u = np.asarray(rows_u, np.int64)
+        self.noise_rows = index[rows_u[: len(rows_u) - len(masks)]]
+        self.mask_rows = index[rows_u[len(rows_u) - len(masks) :]]
+        # batch statistics: RUNNING_STAT rows, whose values training reads from
+        # ``stat_source()`` at the start and hands to ``stat_sink(values)`` after each chunk
+        self.stat_rows = index[np.asarray([v._row for v in stats], np.int64)]
+        self.stat_source: Callable[[], np.ndarray] | None = None
+        self.stat_sink: Callable[[np.ndarray], None] | None = None
         op[self.in_rows] = kernels.INPUT  # one value per lane; every other leaf is shared
         op[self.noise_rows] = kernels.INPUT
+        op[self.mask_rows] = kernels.INPUT
+        # a batch's samples must share one block of lanes where rows reduce across them
+        self.across_lanes = bool(np.isin(op, (kernels.LANE_SUM, kernels.RUNNING_STAT)).any())
         nonleaf = np.nonzero((op != kernels.LEAF) & (op != kernels.INPUT))[0]
         self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
         self._tapes: dict[int, _Tape] = {}
@@ -347,6 +360,11 @@ class Program:
                 "run: this program draws dropout noise, which is for training; "
                 "compile the outputs without dropout to evaluate them"
             )
+        if self.across_lanes:
+            raise ValueError(
+                "run: this program computes batch statistics, which are for training; "
+                "trace the model in eval mode to evaluate it"
+            )
         out = np.empty((x.shape[0], self.n_outputs))
         if x.shape[0]:
             if kernels.notice_pending:
@@ -423,11 +441,13 @@ class Program:
         seeds = np.random.default_rng(options.seed).integers(0, 2**62, size=2)
         shuffle_seed = int(seeds[0]) if options.shuffle and batch < n else -1
         noise_seed = int(seeds[1])
-        lanes = min(MAX_LANES, batch)
+        lanes = batch if self.across_lanes else min(MAX_LANES, batch)
         tape = self._tape(lanes)
+        if len(self.stat_rows):
+            tape.data[self.stat_rows, :] = np.asarray(self.stat_source(), np.float64)[:, None]
         values = tape.shared[self.param_rows]  # a copy, just refreshed from the graph
         order = np.arange(n, dtype=np.int64)
-        feed = (self.in_rows, x, order, self.noise_rows)
+        feed = (self.in_rows, x, order, self.noise_rows, self.mask_rows)
         p = len(self.params)
         params = (self.param_rows, values, np.zeros(p), np.zeros_like(opt.state))
         optargs = (int(opt.kind), opt.state, opt.hyper)
@@ -489,6 +509,8 @@ class Program:
                     self._write_back(values)
                     if scheduler is not None:
                         scheduler.advance(int(stop[6]))
+                    if len(self.stat_rows):
+                        self.stat_sink(tape.data[self.stat_rows, 0].copy())
                 elapsed = time.perf_counter() - t0
                 if first_use:  # (a chunk of 1 epoch): that time was the compilation's
                     start += elapsed
@@ -946,8 +968,9 @@ def _samples_of(X, what: str) -> np.ndarray:
 def _trace_module(module, sample_shape: tuple[int, ...], training: bool):
     """Placeholders for one sample and the module's output rows over them.
 
-    Returns ``(graph, mark, xs, outputs, noise)``; the caller builds its Program and
-    rewinds to ``mark``. Dropout layers add noise placeholders while tracing.
+    Returns ``(graph, mark, xs, outputs, noise, stats)``; the caller builds its Program
+    and rewinds to ``mark``. Dropout layers add noise placeholders while tracing, batch
+    norm layers a lane mask and running-statistics rows (``stats``, see ``module.tracing``).
     """
     from .module import tracing
     from .tensor import Tensor
@@ -958,11 +981,14 @@ def _trace_module(module, sample_shape: tuple[int, ...], training: bool):
     was = [(m, m.training) for m in module.modules()]
     module.train(training)
     tracing.noise = [] if training else None
+    tracing.stats = {"mask": None, "lanes": None, "rows": []} if training else None
     try:
         out = module(Tensor._make(g, list(xs), (1, *sample_shape)))
         noise = tracing.noise or []
+        stats = tracing.stats
     finally:
         tracing.noise = None
+        tracing.stats = None
         for m, mode in was:
             object.__setattr__(m, "training", mode)
     name = type(module).__name__
@@ -974,7 +1000,7 @@ def _trace_module(module, sample_shape: tuple[int, ...], training: bool):
         outputs = out.flat_values()
     else:
         raise TypeError(f"{name}.forward must return a Tensor (batch first), got {type(out).__name__}")
-    return g, mark, xs, outputs, noise
+    return g, mark, xs, outputs, noise, stats
 
 
 def _module_program(module, sample_shape, loss, training: bool):
@@ -986,7 +1012,7 @@ def _module_program(module, sample_shape, loss, training: bool):
         loss if isinstance(loss, str) or loss is None else id(loss),
         sample_shape,
         training,
-        _Buffers.version,
+        None if training else _Buffers.version,  # an eval-mode program holds running statistics
     )
     if key in cache and (loss is None or isinstance(loss, str)):
         return cache[key]
@@ -1002,21 +1028,36 @@ def _module_program(module, sample_shape, loss, training: bool):
     else:
         raise TypeError(f"fit: loss must be a name or a callable(outputs, targets) -> Value, got {loss!r}")
     params = module.parameters()
-    g, mark, xs, outputs, noise = _trace_module(module, sample_shape, training)
+    g, mark, xs, outputs, noise, stats = _trace_module(module, sample_shape, training)
+    masks = [] if stats is None or stats["mask"] is None else [stats["mask"]]
+    stat_rows = [] if stats is None else stats["rows"]
     k = len(outputs)
     sigmoid = all(
         g.op[v._row] == Op.SIGMOID or (g.op[v._row] == Op.NEURON and g.aux[v._row] == Op.SIGMOID)
         for v in outputs
     )
+    stat_values = [r[0] for r in stat_rows]
     if per_sample is None:
-        program = Program(outputs, xs, params, noise)
+        program = Program(outputs, xs, params, noise, masks, stat_values)
     else:
         ys = placeholders(k, g)
         value = per_sample(outputs, ys)
         if type(value) is not Value:
             raise TypeError(f"fit: the loss must return a Value, got {type(value).__name__}")
-        program = Program([value], xs + ys, params, noise)
+        program = Program([value], xs + ys, params, noise, masks, stat_values)
     g.rewind(mark)  # the traced rows live on in the program only
+    if stat_rows:
+        where = [(owner, name, ch) for _, owner, name, ch in stat_rows]
+
+        def source() -> np.ndarray:
+            return np.array([owner._buffers[name][ch] for owner, name, ch in where])
+
+        def sink(values: np.ndarray) -> None:
+            for (owner, name, ch), v in zip(where, values.tolist()):
+                owner._buffers[name][ch] = v
+            _Buffers.version += 1
+
+        program.stat_source, program.stat_sink = source, sink
     result = (program, reduction, k, sigmoid)
     if loss is None or isinstance(loss, str):
         cache[key] = result
