@@ -421,9 +421,8 @@ class Conv2d(Module):
         for c in np.unique(counts):  # one bulk append per number of taps inside the input
             sel = np.nonzero(counts == c)[0]
             keep = valid[sel]
-            parents = np.concatenate(
-                [b[sel], w[sel][keep].reshape(-1, c), xs[sel][keep].reshape(-1, c)], axis=1
-            )
+            taps = (w[sel][keep].reshape(len(sel), c), xs[sel][keep].reshape(len(sel), c))
+            parents = np.concatenate([b[sel], *taps], axis=1)  # only the bias where all is padding
             out[sel] = np.asarray(g.push_many(Op.NEURON, parents, 0.0))
         y = Tensor._wrap_rows(g, out.tolist(), (n, co, ho, wo))
         return y.reshape(co, ho, wo) if unbatched else y

@@ -1082,6 +1082,22 @@ def fit_module(module, X, Y, loss, options: FitOptions) -> History:
             "not sigmoids; end the model with tm.Sigmoid()"
         )
     y = _targets(_Outputs(k), Y, loss, x.shape[0])
+    n = x.shape[0]
+    if program.across_lanes:
+        batch_size = options.batch_size
+        smallest = n if batch_size is None or batch_size >= n else (n % batch_size or batch_size)
+        if smallest < 2:
+            raise ValueError(
+                f"fit: {type(module).__name__} computes batch statistics (batch norm), which need at least "
+                f"2 samples per batch; with {n} samples and batch_size={batch_size} a batch has {smallest}. "
+                "Choose another batch_size"
+            )
+        if options.validation_data is not None:
+            raise ValueError(
+                f"fit: validation_data is not supported for {type(module).__name__}, which computes batch "
+                "statistics (batch norm): the compiled validation pass would use batch statistics, not the "
+                "running ones. Fit without it and evaluate with model.eval().predict(X_val)"
+            )
     if options.validation_data is not None:
         pair = options.validation_data
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
@@ -1093,7 +1109,7 @@ def fit_module(module, X, Y, loss, options: FitOptions) -> History:
             )
         yv = _targets(_Outputs(k), pair[1], loss, xv.shape[0])
         options = replace(options, validation_data=np.hstack([xv.reshape(xv.shape[0], -1), yv]))
-    samples = np.hstack([x.reshape(x.shape[0], -1), y])
+    samples = np.hstack([x.reshape(n, -1), y])
     return program.fit_with(samples, replace(options, reduction=reduction))
 
 
