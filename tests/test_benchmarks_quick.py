@@ -83,6 +83,9 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
         "sklearn",
         "ensemble",
         "ensemble.sweep",
+        "activations",
+        "cnn",
+        "bn",
     ]
     got = entries(report)
     for (key, name), e in got.items():
@@ -108,6 +111,7 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
         assert got[("digits", "numba (hand-written)")]["status"] == "ok"
         assert got[("sklearn", "tinyml.sklearn")]["status"] == "ok"
         assert got[("sklearn", "scikit-learn")]["status"] == "ok"
+        assert got[("cnn", "tinyml fit")]["status"] == "ok" and got[("bn", "tinyml fit")]["status"] == "ok"
 
 
 def test_missing_peers_are_reported_as_skipped_not_as_errors(tmp_path):
