@@ -5,11 +5,19 @@ Where things are:
 - ``graph.py``    the tape: growable struct-of-arrays, compaction, evaluation
 - ``kernels.py``  the Numba kernels: forward, backward, update, compaction
 - ``value.py``    ``Value``, the scalar handle with micrograd's operators
-- ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP``
-- ``tensor.py``   ``Tensor``, a 2-D matrix of Values (batch forward)
+- ``tensor.py``   ``Tensor``, an N-D array of Values
+- ``train.py``    compiled training: ``Program``, ``fit`` for MLPs and any module
+- ``module.py``   ``Module``: parameters, state_dict, train/eval, fit/predict/save
+- ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP`` (and their batch forward)
+- ``layers.py``   PyTorch's layers: ``Sequential``, ``Linear``, ``Conv2d``, pooling, batch norm, ...
 - ``losses.py``   loss functions
 - ``ensemble.py`` ``Ensemble``: many models of one architecture trained in one kernel call
 - ``sweep.py``    ``sweep``: a grid of models, on all cores or a Dask cluster
+
+Imports run one way, ``layers -> nn -> module -> train -> tensor -> value ->
+graph -> kernels -> ops`` (``ensemble``, ``sweep`` and ``sklearn`` on top of
+``nn`` and ``train``); only ``io`` (files, above ``nn``) is imported lazily by
+the ``save``/``load`` methods below it.
 """
 
 from . import io, losses, optim, tools

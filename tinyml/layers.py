@@ -15,10 +15,11 @@ import math
 import numpy as np
 
 from .graph import Graph, current_graph
-from .module import Module, as_tensor, tracing
+from .module import Module, as_tensor
 from .nn import _positive_int, _rng
 from .ops import Op
 from .tensor import Tensor
+from .train import BufferVersion, tracing
 from .value import _number, wrap
 
 
@@ -552,7 +553,7 @@ class _BatchNorm(Module):
         b = self._buffers
         b["running_mean"][...] = (1.0 - m) * b["running_mean"] + m * mean
         b["running_var"][...] = (1.0 - m) * b["running_var"] + m * unbiased_var
-        _bump_buffers()
+        BufferVersion.bump()
 
     def _lane_statistics(self, x: Tensor, axes, bshape):
         """Batch mean and variance of a traced sample, over the lanes of its batch.
@@ -588,12 +589,6 @@ class _BatchNorm(Module):
             for ch, r in enumerate(rows):
                 state["rows"].append((wrap(g, r), self, what, ch))
         return mean, var
-
-
-def _bump_buffers() -> None:
-    from .module import _Buffers
-
-    _Buffers.version += 1
 
 
 class BatchNorm1d(_BatchNorm):

@@ -15,37 +15,16 @@ buffers, then each sub-module's entries under its attribute name.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
 
+from . import train
 from .graph import Graph, current_graph
 from .tensor import Tensor
+from .train import BufferVersion
 from .value import Value, real_dtype
-
-
-class _Buffers:
-    """Every change to any buffer bumps ``version``: programs traced with the old
-    numbers (a batch norm in eval mode reads its running statistics as constants)
-    are then traced again."""
-
-    version = 0
-
-
-class _Tracing(threading.local):
-    """Set while ``fit`` traces a module's training step: layers that draw noise
-    (dropout) or reduce over the batch (batch norm) build their compiled form."""
-
-    def __init__(self) -> None:
-        self.noise: list[Value] | None = None  # dropout draws, refilled per sample and step
-        # batch norm: {"mask": lane-mask Value, "lanes": its LANE_SUM, "rows": [(RUNNING_STAT
-        # Value, module, buffer name, channel)]} while tracing a training step
-        self.stats: dict | None = None
-
-
-tracing = _Tracing()
 
 
 class IncompatibleKeys(NamedTuple):
@@ -184,7 +163,7 @@ class Module:
         if "_buffers" not in self.__dict__:
             object.__setattr__(self, "_buffers", {})
         self._buffers[name] = np.array(array)
-        _Buffers.version += 1
+        BufferVersion.bump()
 
     @property
     def graph(self) -> Graph:
@@ -258,7 +237,7 @@ class Module:
             if e.values is None:
                 buf = e.owner._buffers[e.buffer]
                 buf[...] = arr.astype(buf.dtype)
-                _Buffers.version += 1
+                BufferVersion.bump()
             else:
                 g = e.values[0]._graph
                 g.data[_rows(e.values), 0] = arr.astype(np.float64).reshape(-1)
@@ -314,9 +293,7 @@ class Module:
         with ``lr`` unless an ``optimizer`` (or a ``scheduler`` over one) is given;
         ``seed`` also seeds dropout. The other options are ``MLP.fit``'s.
         """
-        from .train import FitOptions, fit_module
-
-        options = FitOptions(
+        options = train.FitOptions(
             epochs=epochs,
             lr=None if optimizer is not None or scheduler is not None else lr,
             optimizer=optimizer,
@@ -332,13 +309,11 @@ class Module:
             early_stopping=early_stopping,
             scheduler=scheduler,
         )
-        return fit_module(self, X, Y, loss, options)
+        return train.fit_module(self, X, Y, loss, options)
 
     def predict(self, X) -> np.ndarray:
         """The outputs for every sample of ``X`` (n, ...), in eval mode, as a float64 array."""
-        from .train import predict_module
-
-        return predict_module(self, X)
+        return train.predict_module(self, X)
 
     def save(self, path) -> None:
         """Write the state_dict (and, for built-in stacks, the architecture) to ``path`` (.npz)."""

@@ -13,7 +13,7 @@ from enum import Enum
 
 import numpy as np
 
-from . import kernels
+from . import kernels, train
 from .graph import Graph, current_graph
 from .module import Module
 from .ops import NEURON_ACTIVATIONS, Op
@@ -391,9 +391,7 @@ class MLP(Module):
         ``optimizer``, which it supplies when not given) is stepped once per
         epoch. All three run inside the compiled loop.
         """
-        from .train import FitOptions, fit_model
-
-        options = FitOptions(
+        options = train.FitOptions(
             epochs=epochs,
             batch_size=batch_size,
             report_every=report_every,
@@ -409,13 +407,11 @@ class MLP(Module):
             early_stopping=early_stopping,
             scheduler=scheduler,
         )
-        return fit_model(self, X, Y, loss, options)
+        return train.fit_model(self, X, Y, loss, options)
 
     def predict(self, X) -> np.ndarray:
         """Outputs for every row of ``X`` (n, n_inputs), as a float64 array (n, n_outputs)."""
-        from .train import predict_model
-
-        return predict_model(self, X)
+        return train.predict_model(self, X)
 
     def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Print a table of the layers, their output shapes and parameter counts (as Keras's).

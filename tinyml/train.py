@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,9 +31,9 @@ import numpy as np
 
 from . import kernels
 from .graph import Graph, current_graph, writable_arrays
-from .nn import Activation
 from .ops import Op
 from .optim import SGD
+from .tensor import Tensor
 from .value import Value, real_array, real_dtype, same_graph, wrap
 
 MAX_LANES = 64
@@ -838,7 +839,7 @@ def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
     # the same checks the eager losses make on number targets
     if loss == "binary_cross_entropy" and not np.all((t >= 0.0) & (t <= 1.0)):
         raise ValueError("fit: binary_cross_entropy targets must lie in [0, 1]")
-    if loss == "binary_cross_entropy" and model.output_activation is not Activation.SIGMOID:
+    if loss == "binary_cross_entropy" and model.output_activation != "sigmoid":
         raise ValueError(
             "fit: binary_cross_entropy takes probabilities, but the model's outputs are "
             f"{model.output_activation.value}; build it with output_activation='sigmoid'"
@@ -951,6 +952,32 @@ def _predict_program(model) -> Program:
     return cache["predict"]
 
 
+class BufferVersion:
+    """Every change to any module buffer bumps ``version``: programs traced with the old
+    numbers (a batch norm in eval mode reads its running statistics as constants)
+    are then traced again."""
+
+    version = 0
+
+    @classmethod
+    def bump(cls) -> None:
+        cls.version += 1
+
+
+class _Tracing(threading.local):
+    """Set while ``fit`` traces a module's training step: layers that draw noise
+    (dropout) or reduce over the batch (batch norm) build their compiled form."""
+
+    def __init__(self) -> None:
+        self.noise: list[Value] | None = None  # dropout draws, refilled per sample and step
+        # batch norm: {"mask": lane-mask Value, "lanes": its LANE_SUM, "rows": [(RUNNING_STAT
+        # Value, module, buffer name, channel)]} while tracing a training step
+        self.stats: dict | None = None
+
+
+tracing = _Tracing()
+
+
 # ---------------------------------------------------------------------------
 # Module.fit / Module.predict: any module, traced for one sample (a lane each)
 # ---------------------------------------------------------------------------
@@ -972,9 +999,6 @@ def _trace_module(module, sample_shape: tuple[int, ...], training: bool):
     and rewinds to ``mark``. Dropout layers add noise placeholders while tracing, batch
     norm layers a lane mask and running-statistics rows (``stats``, see ``module.tracing``).
     """
-    from .module import tracing
-    from .tensor import Tensor
-
     g = module.graph
     mark = g.checkpoint()
     xs = placeholders(int(np.prod(sample_shape)), g)
@@ -1005,14 +1029,12 @@ def _trace_module(module, sample_shape: tuple[int, ...], training: bool):
 
 def _module_program(module, sample_shape, loss, training: bool):
     """(program, reduction, n_outputs, sigmoid outputs) for ``loss`` (None: outputs only)."""
-    from .module import _Buffers
-
     cache = module.__dict__.setdefault("_programs", {})
     key = (
         loss if isinstance(loss, str) or loss is None else id(loss),
         sample_shape,
         training,
-        None if training else _Buffers.version,  # an eval-mode program holds running statistics
+        None if training else BufferVersion.version,  # an eval-mode program holds running statistics
     )
     if key in cache and (loss is None or isinstance(loss, str)):
         return cache[key]
@@ -1055,7 +1077,7 @@ def _module_program(module, sample_shape, loss, training: bool):
         def sink(values: np.ndarray) -> None:
             for (owner, name, ch), v in zip(where, values.tolist()):
                 owner._buffers[name][ch] = v
-            _Buffers.version += 1
+            BufferVersion.bump()
 
         program.stat_source, program.stat_sink = source, sink
     result = (program, reduction, k, sigmoid)
@@ -1069,7 +1091,7 @@ class _Outputs:
 
     def __init__(self, k: int) -> None:
         self.n_outputs = k
-        self.output_activation = Activation.SIGMOID  # checked by fit_module itself
+        self.output_activation = "sigmoid"  # checked by fit_module itself
 
 
 def fit_module(module, X, Y, loss, options: FitOptions) -> History:
