@@ -338,3 +338,22 @@ def test_fit_batchnorm_runs_running_stats_once_per_step_numpy():
     np.testing.assert_allclose(net[0].running_var, 0.5 + 0.5 * x.var(0, ddof=1), rtol=1e-13)
     net.fit(x, x[:, :1], epochs=2, batch_size=7, lr=0.0, progress=False)  # two more steps
     np.testing.assert_allclose(net[0].running_mean, 0.5**3 * 0 + (1 - 0.5**3) * x.mean(0), rtol=1e-13)
+
+
+def test_save_and_sequential_load_of_conv_pool_and_batchnorm(tmp_path):
+    net = tm.Sequential(
+        tm.Conv2d(1, 3, (3, 2), stride=(1, 2), padding=1, seed=0), tm.BatchNorm2d(3, momentum=0.3),
+        tm.ReLU(), tm.MaxPool2d(2, 1), tm.AvgPool2d((2, 1)), tm.Flatten(), tm.Linear(18, 2, seed=1),
+    )  # fmt: skip
+    x = rng(50).normal(size=(4, 1, 6, 6))
+    net(Tensor(x))  # a training-mode forward: the running statistics move
+    path = tmp_path / "cnn.npz"
+    net.save(path)
+    back = tm.Sequential.load(path)
+    assert repr(back) == repr(net)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[k], v)
+    np.testing.assert_array_equal(back.eval().predict(x), net.eval().predict(x))
+    other = tm.Sequential(*[type(m)(**m._config()) for m in net])
+    other.load_parameters(path)
+    np.testing.assert_array_equal(other[1].running_var, net[1].running_var)
