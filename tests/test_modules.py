@@ -358,3 +358,26 @@ def test_activation_modules_against_torch():
         out.sum().backward()
         want.sum().backward()
         np.testing.assert_allclose(t.grad, xt.grad.numpy(), rtol=1e-10, atol=1e-13, err_msg=repr(ours))
+
+
+def test_module_fit_takes_validation_data_early_stopping_and_a_scheduler():
+    x, y = _xor_like(60, seed=3)
+    xv, yv = _xor_like(20, seed=4)
+    seq = tm.Sequential(tm.Linear(2, 8, seed=0), tm.Tanh(), tm.Linear(8, 1, seed=1))
+    opt = tm.optim.SGD(seq.parameters(), lr=0.2)
+    sched = tm.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+    stop = tm.EarlyStopping(patience=3, restore_best=False)
+    h = seq.fit(x, y, epochs=40, batch_size=10, seed=0, validation_data=(xv, yv), early_stopping=stop,
+                scheduler=sched, report_every=1, progress=False)  # fmt: skip
+    assert len(h.val_loss) == len(h.loss)
+    # the validation loss is the mean squared error at the parameters after that epoch's update
+    np.testing.assert_allclose(h.val_loss[-1], ((seq.predict(xv) - yv) ** 2).mean(), rtol=1e-10)
+    with pytest.raises(ValueError, match="samples of shape"):
+        seq.fit(x, y, epochs=1, validation_data=(np.ones((3, 3)), yv[:3]), progress=False)
+
+
+def test_batchnorm_fit_refuses_validation_data():
+    net = tm.Sequential(tm.Linear(2, 3), tm.BatchNorm1d(3), tm.Linear(3, 1))
+    x, y = _xor_like(20)
+    with pytest.raises(ValueError, match="validation_data is not supported.*batch norm"):
+        net.fit(x, y, epochs=1, validation_data=(x, y), progress=False)
