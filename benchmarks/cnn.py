@@ -304,7 +304,7 @@ def run(settings: Settings) -> list[Workload]:
         _workload(
             settings,
             "cnn",
-            "10a. CNN Conv2d(1,8,3)-ReLU-MaxPool2d(2)-Flatten-Linear(72,10), digits 8x8, batch 32, SGD lr 0.1",
+            "10a. CNN Conv2d(1,8,3)-ReLU-MaxPool2d(2)-Flatten-Linear(72,10), digits 8x8, batch 32, SGD 0.1",
             tinyml_cnn,
             torch_cnn,
             "cnn",
