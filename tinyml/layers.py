@@ -533,7 +533,7 @@ class _BatchNorm(Module):
             return (x - rm) * inv * gamma + beta
         axes = (0, *range(2, x.ndim))
         if tracing.stats is not None:
-            mean, var = self._lane_statistics(x, axes, bshape)
+            return self._lane_forward(x, axes, gamma, beta)
         else:
             count = x.size // c
             if count < 2:
@@ -545,8 +545,6 @@ class _BatchNorm(Module):
             var = (d * d).mean(axis=axes, keepdims=True)
             self._update(mean.numpy().reshape(c), var.numpy().reshape(c) * count / (count - 1))
             return d * (var + self.eps) ** -0.5 * gamma + beta
-        d = x - mean
-        return d * (var + self.eps) ** -0.5 * gamma + beta
 
     def _update(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
         m = self.momentum
@@ -555,13 +553,16 @@ class _BatchNorm(Module):
         b["running_var"][...] = (1.0 - m) * b["running_var"] + m * unbiased_var
         BufferVersion.bump()
 
-    def _lane_statistics(self, x: Tensor, axes, bshape):
-        """Batch mean and variance of a traced sample, over the lanes of its batch.
+    def _lane_forward(self, x: Tensor, axes, gamma: Tensor, beta: Tensor) -> Tensor:
+        """Batch norm of a traced sample with the statistics of its batch, over the lanes.
 
-        Per channel: the sample's own sum (a SUM row) becomes the batch's sum with a
-        LANE_SUM row (masked to the lanes that hold samples); n = samples * positions
-        comes from the mask the same way. Two RUNNING_STAT rows keep the running mean
-        and the unbiased running variance, collected for ``fit`` to read back.
+        Per channel: the sample's own sum (a SUM row, none for a single position)
+        becomes the batch's sum with a LANE_SUM row (masked to the lanes that hold
+        samples); n = samples * positions comes from the mask the same way. The
+        squared deviations are SQDIFF rows; each output is one AFFINE row
+        ``beta + a * (x - mean)`` with ``a = gamma / sqrt(var + eps)``. Two
+        RUNNING_STAT rows per channel keep the running mean and the unbiased
+        running variance, collected for ``fit`` to read back.
         """
         g = x.graph
         state = tracing.stats
@@ -571,24 +572,35 @@ class _BatchNorm(Module):
             state["mask"] = mask
             state["lanes"] = wrap(g, g.push(Op.LANE_SUM, (mask._row, mask._row)))
         mask, lanes = state["mask"], state["lanes"]
-        positions = x.size // (x.shape[0] * self.num_features)
+        c = self.num_features
+        positions = x.size // (x.shape[0] * c)
         n = lanes * float(positions)
+        shape = (1, c) + (1,) * (x.ndim - 2)
 
-        def across(t: Tensor) -> Tensor:  # (1, C, 1...) per-sample sums -> batch sums, per channel
-            g.reserve(t.size, 2 * t.size)
-            rows = np.stack([t._rows_array(), np.full(t.size, mask._row)], axis=1)
-            return Tensor._wrap_rows(g, g.push_many(Op.LANE_SUM, rows), t.shape)
+        def batch_sum(t: Tensor) -> Tensor:  # per-sample terms -> the batch's sum per channel
+            local = t.reshape(*shape) if positions == 1 else t.sum(axis=axes, keepdims=True)
+            g.reserve(c, 2 * c)
+            rows = np.stack([local._rows_array(), np.full(c, mask._row)], axis=1)
+            return Tensor._wrap_rows(g, g.push_many(Op.LANE_SUM, rows), shape)
 
-        mean = across(x.sum(axis=axes, keepdims=True)) / n
+        mean = batch_sum(x) / n
+        squares = batch_sum(x._pairwise(Op.SQDIFF, x, mean))
+        var = squares / n
+        unbiased = squares / (n - 1.0)
+        a = (var + self.eps) ** -0.5 * gamma
         d = x - mean
-        var = across((d * d).sum(axis=axes, keepdims=True)) / n
-        unbiased = var * n / (n - 1.0)
-        g.reserve(2 * self.num_features, 2 * self.num_features)
+        m = x.size
+        g.reserve(m + 2 * c, 3 * m + 2 * c)
+        parents = np.stack(
+            [np.broadcast_to(t._rows_array().reshape(t.shape), x.shape).reshape(-1) for t in (beta, a, d)],
+            axis=1,
+        )
+        y = Tensor._wrap_rows(g, g.push_many(Op.AFFINE, parents), x.shape)
         for what, t in (("running_mean", mean), ("running_var", unbiased)):
             rows = g.push_many(Op.RUNNING_STAT, t._rows_array().reshape(-1, 1), self.momentum)
             for ch, r in enumerate(rows):
                 state["rows"].append((wrap(g, r), self, what, ch))
-        return mean, var
+        return y
 
 
 class BatchNorm1d(_BatchNorm):
