@@ -16,4 +16,5 @@ WORKLOADS = {
     "sklearn": "sklearn_mlp",
     "ensemble": "ensemble",
     "activations": "activations",
+    "cnn": "cnn",
 }

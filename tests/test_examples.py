@@ -101,6 +101,20 @@ def test_digits_accuracy_confusion_matrix_and_loss_plot(tmp_path):
     check_png(plot)
 
 
+def test_cnn_digits_accuracy_and_filters_plot(tmp_path):
+    plot = tmp_path / "cnn.png"
+    out = check_ok(run_example("cnn_digits.py", ["--plot", str(plot)]))  # the defaults: 40 epochs, Adam
+    accuracy, correct, total = accuracy_line(out, "test")
+    assert total == 360
+    assert accuracy >= 0.98
+    assert re.search(r"^fit: 40 epochs, batches of 32, Adam lr 0\.01, seed 0: [0-9.]+ s", out, re.MULTILINE)
+    wrong = re.search(r"^misclassified \(true -> predicted\): (.*)$", out, re.MULTILINE).group(1)
+    pairs = [p.split("->") for p in wrong.split(", ") if p]
+    assert len(pairs) == total - correct and all(t != p for t, p in pairs)
+    assert f"filters and mistakes written to {plot.resolve()}" in out
+    check_png(plot)
+
+
 def test_moons_accuracy_and_decision_boundary_in_the_default_moons_png(tmp_path):
     args = ["--epochs", "300", "--batch-size", "20", "--seed", "2"]
     out = check_ok(run_example("moons.py", args, cwd=tmp_path))
@@ -149,6 +163,8 @@ def test_moons_out_option_in_process(tmp_path, capsys, monkeypatch):
     [
         ("digits.py", ["--plot", "PNG"], ("matplotlib",), "matplotlib"),
         ("digits.py", [], ("sklearn",), "scikit-learn"),
+        ("cnn_digits.py", ["--plot", "PNG"], ("matplotlib",), "matplotlib"),
+        ("cnn_digits.py", [], ("sklearn",), "scikit-learn"),
         ("moons.py", ["--out", "PNG"], ("matplotlib",), "matplotlib"),
         ("moons.py", ["--out", "PNG"], ("sklearn",), "scikit-learn"),
         ("xor_demo.py", ["--epochs", "100", "--plot", "PNG"], ("matplotlib",), "matplotlib"),

@@ -57,6 +57,9 @@ PINNED = {
     "SQDIFF": 31,
     "SQRT": 32,
     "CROSS_ENTROPY": 33,
+    "MAX": 34,
+    "LANE_SUM": 35,
+    "RUNNING_STAT": 36,
 }
 
 PINNED_ARITY = {
@@ -87,7 +90,10 @@ PINNED_ARITY = {
         ],
         1,
     ),
-    **dict.fromkeys(["SUM", "AFFINE", "LOGSUMEXP", "NEURON", "CROSS_ENTROPY"], None),
+    # (LANE_SUM has two parents and RUNNING_STAT one, but they read other lanes: n-ary to the sweeps)
+    **dict.fromkeys(
+        ["SUM", "AFFINE", "LOGSUMEXP", "NEURON", "CROSS_ENTROPY", "MAX", "LANE_SUM", "RUNNING_STAT"], None
+    ),
 }
 
 
@@ -156,7 +162,9 @@ def test_the_kernels_dispatch_table_matches_the_sets():
 
 def test_op_sets_are_derived_from_the_records():
     assert ops.NEURON_ACTIVATIONS == {Op.TANH, Op.SIGMOID, Op.RELU}
-    assert ops.WITH_CONSTANT == {Op.DIV_C, Op.ADD_C, Op.MUL_C, Op.POW_C, Op.RSUB_C, Op.RDIV_C, Op.LEAKY_RELU}
+    assert ops.WITH_CONSTANT == {
+        Op.DIV_C, Op.ADD_C, Op.MUL_C, Op.POW_C, Op.RSUB_C, Op.RDIV_C, Op.LEAKY_RELU, Op.RUNNING_STAT
+    }  # fmt: skip
     assert ops.label(Op.MUL_C, 2.5) == "* 2.5" and ops.label(Op.TANH) == "tanh"
 
 

@@ -5,18 +5,46 @@ Where things are:
 - ``graph.py``    the tape: growable struct-of-arrays, compaction, evaluation
 - ``kernels.py``  the Numba kernels: forward, backward, update, compaction
 - ``value.py``    ``Value``, the scalar handle with micrograd's operators
-- ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP``
-- ``tensor.py``   ``Tensor``, a 2-D matrix of Values (batch forward)
+- ``tensor.py``   ``Tensor``, an N-D array of Values
+- ``train.py``    compiled training: ``Program``, ``fit`` for MLPs and any module
+- ``module.py``   ``Module``: parameters, state_dict, train/eval, fit/predict/save
+- ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP`` (and their batch forward)
+- ``layers.py``   PyTorch's layers: ``Sequential``, ``Linear``, ``Conv2d``, pooling, batch norm, ...
 - ``losses.py``   loss functions
 - ``ensemble.py`` ``Ensemble``: many models of one architecture trained in one kernel call
 - ``sweep.py``    ``sweep``: a grid of models, on all cores or a Dask cluster
+
+Imports run one way, ``layers -> nn -> module -> train -> tensor -> value ->
+graph -> kernels -> ops`` (``ensemble``, ``sweep`` and ``sklearn`` on top of
+``nn`` and ``train``); only ``io`` (files, above ``nn``) is imported lazily by
+the ``save``/``load`` methods below it.
 """
 
 from . import io, losses, optim, tools
 from .ensemble import Ensemble
 from .graph import Graph, current_graph
 from .io import ModelFileError
-from .nn import MLP, Activation, Layer, Module, Neuron
+from .layers import (
+    GELU,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
+from .module import Module
+from .nn import MLP, Activation, Layer, Neuron
 from .ops import Op
 from .sweep import SweepResult, sweep
 from .tensor import Tensor
@@ -42,6 +70,23 @@ __all__ = [
     "Graph",
     "Layer",
     "Module",
+    "Sequential",
+    "Linear",
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "GELU",
+    "SiLU",
+    "LeakyReLU",
+    "Softplus",
+    "Identity",
+    "Flatten",
+    "Dropout",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Neuron",
     "Op",
     "Tensor",

@@ -430,7 +430,7 @@ def _open_regular(path: str):
     return fh
 
 
-def _archive_call(path: PathLike, read):
+def _archive_call(path: PathLike, read, fmt: str = FORMAT):
     """``read(archive)`` over the checked, open .npz at ``path``, with every
     failure that damaged content can cause reported as ModelFileError."""
     path = os.fspath(path)
@@ -439,7 +439,7 @@ def _archive_call(path: PathLike, read):
         try:
             archive = _Archive(fh, name)
             with archive.zip:
-                _check_format(archive, name)
+                _check_format(archive, name, fmt)
                 return read(archive)
         except ModelFileError:
             raise
@@ -449,14 +449,15 @@ def _archive_call(path: PathLike, read):
             ) from e
 
 
-def _check_format(archive: _Archive, name: str) -> None:
+def _check_format(archive: _Archive, name: str, fmt: str = FORMAT) -> None:
     if "format" not in archive:
         raise ModelFileError(f"{name} is not a tinyml model file (it has no 'format' entry)")
     shape, dtype = archive.header("format")
     string = shape == () and dtype.kind == "U" and dtype.itemsize <= 4 * _MAX_STRING
     tag = str(archive.decode("format")) if string else f"{dtype}{list(shape)}"
-    if tag != FORMAT:
-        raise ModelFileError(f"{name} is not a tinyml model file (format is {tag!r:.60})")
+    if tag != fmt:
+        kind = "model" if fmt == FORMAT else fmt.removeprefix("tinyml.")
+        raise ModelFileError(f"{name} is not a tinyml {kind} file (format is {tag!r:.60})")
     version = None
     if "format_version" in archive:
         shape, dtype = archive.header("format_version")
@@ -471,7 +472,9 @@ def _check_format(archive: _Archive, name: str) -> None:
         )
 
 
-def read_entries(path: PathLike, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def read_entries(
+    path: PathLike, keys: Sequence[str] | None = None, fmt: str = FORMAT
+) -> dict[str, np.ndarray]:
     """The entries of a tinyml file (only those of ``keys`` that it has, if given).
 
     Checks the format tag and version first. Missing files and unreadable
@@ -490,7 +493,7 @@ def read_entries(path: PathLike, keys: Sequence[str] | None = None) -> dict[str,
             out[k] = archive.decode(k)
         return out
 
-    return _archive_call(path, read)
+    return _archive_call(path, read, fmt)
 
 
 def read_spec(path: PathLike, fits=None) -> _Spec:
@@ -656,3 +659,106 @@ __all__ = [
     "save_model",
     "write_npz",
 ]
+
+
+# ---------------------------------------------------------------------------
+# Any Module: its state_dict, and the architecture of built-in stacks
+# ---------------------------------------------------------------------------
+MODULE_FORMAT = "tinyml.Module"
+
+
+def module_arrays(module) -> dict[str, np.ndarray]:
+    """What :func:`save_module` writes: ``state.<name>`` for every state_dict entry,
+    and ``architecture`` (JSON) when the module is made of built-in layers only."""
+    import json
+
+    from .module import Module
+
+    if not isinstance(module, Module):
+        raise TypeError(f"expected a tinyml Module, got {type(module).__name__}")
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(MODULE_FORMAT),
+        "format_version": np.array(FORMAT_VERSION, np.int64),
+    }
+    spec = _architecture(module)
+    arrays["architecture"] = np.array("" if spec is None else json.dumps(spec))
+    for key, a in module.state_dict().items():
+        bad = np.argwhere(~np.isfinite(a))
+        if bad.size:
+            raise ValueError(
+                f"refusing to save: {key} holds {len(bad)} non-finite value(s); training probably diverged"
+            )
+        arrays["state." + key] = a
+    return arrays
+
+
+def _architecture(module):
+    """A JSON-able description of a built-in layer or Sequential of them; None otherwise."""
+    from . import layers
+
+    if type(module) is layers.Sequential:
+        items = [_architecture(m) for m in module]
+        return None if any(i is None for i in items) else {"type": "Sequential", "modules": items}
+    config = getattr(module, "_config", None)
+    if config is None or type(module).__module__ != layers.__name__:
+        return None
+    return {"type": type(module).__name__, "args": config()}
+
+
+def save_module(module, path: PathLike) -> None:
+    """Save ``module``'s state_dict (and architecture, for built-in stacks) to ``path``, atomically."""
+    write_npz(path, module_arrays(module))
+
+
+def _module_state(path: PathLike) -> tuple[dict[str, np.ndarray], str]:
+    entries = read_entries(path, fmt=MODULE_FORMAT)
+    state = {k[len("state.") :]: v for k, v in entries.items() if k.startswith("state.")}
+    arch = entries.get("architecture")
+    return state, "" if arch is None else str(arch)
+
+
+def load_module_parameters(module, path: PathLike) -> None:
+    """Load the state saved in ``path`` into ``module``: ModelFileError, and nothing
+    changed, if the names or shapes differ."""
+    state, _ = _module_state(path)
+    try:
+        module.load_state_dict(state)
+    except (ValueError, TypeError) as e:
+        raise ModelFileError(f"{os.fspath(path)!r} does not fit this module: {e}") from None
+
+
+def load_sequential(path: PathLike, *, graph: Graph | None = None):
+    """A new module rebuilt from the architecture saved in ``path``, with its state."""
+    import json
+
+    from . import layers
+
+    state, arch = _module_state(path)
+    if not arch:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} holds no architecture (a custom Module was saved); build the "
+            "module in code and call load_parameters(path)"
+        )
+
+    def build(spec):
+        kind = spec.get("type")
+        if kind == "Sequential":
+            return layers.Sequential(*[build(s) for s in spec["modules"]])
+        cls = getattr(layers, str(kind), None)
+        if cls is None or not isinstance(cls, type) or getattr(cls, "_config", None) is None:
+            raise ModelFileError(f"{os.fspath(path)!r}: unknown layer type {kind!r}")
+        args = dict(spec.get("args", {}))
+        if graph is not None and "graph" in cls.__init__.__code__.co_varnames:
+            args["graph"] = graph
+        return cls(**args)
+
+    try:
+        module = build(json.loads(arch))
+    except ModelFileError:
+        raise
+    except Exception as e:
+        raise ModelFileError(
+            f"{os.fspath(path)!r}: unreadable architecture ({type(e).__name__}: {e})"
+        ) from None
+    load_module_parameters(module, path)
+    return module

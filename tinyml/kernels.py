@@ -124,6 +124,9 @@ INPUT = 30
 SQDIFF = 31
 SQRT = 32
 CROSS_ENTROPY = 33
+MAX = 34
+LANE_SUM = 35
+RUNNING_STAT = 36
 
 # Optimizer kinds (``tinyml.optim`` imports these: the kernels are compiled with them)
 SGD_KIND = 0
@@ -144,7 +147,7 @@ UNARY_CODES = (
     NEG, RELU, TANH, SIGMOID, EXP, LOG, GELU_TANH, GELU_ERF, SILU, SOFTPLUS, ABS, SQRT,
 )  # fmt: skip
 BINARY_CODES = (ADD, SUB, MUL, DIV, POW, BCE, DROPOUT, SQDIFF)
-NARY_CODES = (SUM, AFFINE, LOGSUMEXP, NEURON, CROSS_ENTROPY)
+NARY_CODES = (SUM, AFFINE, LOGSUMEXP, NEURON, CROSS_ENTROPY, MAX, LANE_SUM, RUNNING_STAT)
 FUSABLE_CODES = (TANH, SIGMOID, RELU)  # activations a NEURON row applies itself
 
 
@@ -738,6 +741,34 @@ def forward(tape, lo, hi):
                         t = shared[q] if op[q] == LEAF else data[q, lane]
                         loss += t * ((m - (shared[p] if op[p] == LEAF else data[p, lane])) + big_l)
                     data[i, lane] = loss
+        elif o == MAX:  # NaN if any parent is NaN, as max_pool2d
+            e = pstart[i + 1]
+            for lane in range(lanes):
+                m = -math.inf
+                for k in range(s, e):
+                    p = pidx[k]
+                    v = shared[p] if op[p] == LEAF else data[p, lane]
+                    if v > m or v != v:
+                        m = v
+                        if v != v:
+                            break
+                data[i, lane] = m
+        elif o == LANE_SUM:  # sum over the lanes of mask * x, in every lane
+            a = pidx[s]
+            b = pidx[s + 1]
+            acc = 0.0
+            for lane in range(lanes):
+                m = shared[b] if op[b] == LEAF else data[b, lane]
+                if m != 0.0:
+                    acc += m * (shared[a] if op[a] == LEAF else data[a, lane])
+            for lane in range(lanes):
+                data[i, lane] = acc
+        elif o == RUNNING_STAT:  # a moving average kept in the row itself
+            a = pidx[s]
+            c = aux[i]
+            v = (1.0 - c) * data[i, 0] + c * (shared[a] if op[a] == LEAF else data[a, 0])
+            for lane in range(lanes):
+                data[i, lane] = v
         elif o != LEAF and o != INPUT:
             for lane in range(lanes):
                 data[i, lane] = math.nan  # not an op the kernels know
@@ -943,6 +974,35 @@ def backward(tape, lo, hi, mark, stamp, clear, g):
                         shared_grad[p] += dz
                     elif op_p != INPUT:
                         grad[p, lane] += dz
+        elif o == MAX:
+            # d max / d p_k = 1 for the first largest parent k (the first NaN), else 0
+            e = pstart[i + 1]
+            for lane in range(lanes - 1, -1, -1):
+                z = data[i, lane]
+                for k in range(s, e):
+                    p = pidx[k]
+                    v = shared[p] if op[p] == LEAF else data[p, lane]
+                    if v == z or (v != v and z != z):
+                        if op[p] == LEAF:
+                            shared_grad[p] += grad[i, lane]
+                        elif op[p] != INPUT:
+                            grad[p, lane] += grad[i, lane]
+                        break
+        elif o == LANE_SUM:
+            # row[l'] = sum_l m[l] x[l] in every lane l': x[l] gets m[l] * sum_l' grad[l']
+            a = pidx[s]
+            b = pidx[s + 1]
+            total = 0.0
+            for lane in range(lanes):
+                total += grad[i, lane]
+            for lane in range(lanes - 1, -1, -1):
+                m = shared[b] if op[b] == LEAF else data[b, lane]
+                if m != 0.0:
+                    if op[a] == LEAF:
+                        shared_grad[a] += m * total
+                    elif op[a] != INPUT:
+                        grad[a, lane] += m * total
+        # (RUNNING_STAT passes no gradient: a statistic, not a term of the loss)
         if clear:
             for lane in range(lanes):
                 grad[i, lane] = 0.0
@@ -1152,7 +1212,9 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     ``tape``   (op, pstart, pidx, aux, data, grad, shared, shared_grad): the traced
                step program; parameters are LEAF rows, read from ``shared``
     ``feed``   (in_rows int64[k], samples float64[n, k], order int64[n], noise_rows int64[d]:
-               rows refilled with uniform draws before each forward, for dropout)
+               rows refilled with uniform draws before each forward, for dropout,
+               mask_rows int64[b]: rows set to 1 in the lanes holding a sample of the
+               batch and 0 in unused lanes, which batch statistics (LANE_SUM) ignore)
     ``params`` (rows int64[P], values float64[P], grads float64[P],
                state_backup float64[P, s])
     ``opt``    (kind, state float64[P, s], hyper float64[h]): see ``tinyml.optim``
@@ -1181,7 +1243,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     epoch's offset.
     """
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
-    in_rows, samples, order, noise_rows = feed
+    in_rows, samples, order, noise_rows, mask_rows = feed
     rows, values, grads, state_backup = params
     kind, state, hyper = opt
     loss_row = run[0]
@@ -1218,6 +1280,9 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 load_lanes(data, in_rows, samples, order, c0, width)
                 if noise_rows.shape[0]:
                     fill_noise(data, noise_rows, noise_seed, steps[0], c0)
+                for r in mask_rows:
+                    for lane in range(lanes):
+                        data[r, lane] = 1.0 if lane < width else 0.0
                 forward(tape, first, end)
                 for lane in range(width):
                     batch_loss += shared[loss_row] if loss_shared else data[loss_row, lane]

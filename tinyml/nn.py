@@ -13,10 +13,11 @@ from enum import Enum
 
 import numpy as np
 
-from . import kernels
+from . import kernels, train
 from .graph import Graph, current_graph
+from .module import Module
 from .ops import NEURON_ACTIVATIONS, Op
-from .tensor import Tensor, batch_forward
+from .tensor import Tensor
 from .value import Value, _number, real_dtype, same_graph, wrap
 
 
@@ -101,24 +102,6 @@ def _freed_parameters() -> RuntimeError:
     return RuntimeError("this model's parameters were freed (its graph was cleared); build a new model")
 
 
-class Module:
-    """Anything with parameters: ``parameters()``, ``zero_grad()``."""
-
-    def parameters(self) -> list[Value]:
-        return []
-
-    def zero_grad(self) -> None:
-        """Set the gradient of every parameter to 0."""
-        params = self.parameters()
-        if params:
-            rows = _rows(params)
-            if rows.min() < 0:
-                raise _freed_parameters()
-            params[0]._graph.grad[rows] = 0.0
-
-    zero_gradients = zero_grad  # the Rust original's name
-
-
 def _rows(values: Sequence[Value]) -> np.ndarray:
     return np.fromiter((v._row for v in values), np.int64, len(values))
 
@@ -161,6 +144,10 @@ class Neuron(Module):
 
     def parameters(self) -> list[Value]:
         return [*self.weights, self.bias]
+
+    def _own_state(self):
+        """As ``nn.Linear(n_inputs, 1)``: weight (1, n_inputs), bias (1,)."""
+        return [("weight", list(self.weights), (1, self.n_inputs)), ("bias", [self.bias], (1,))]
 
     def _param_rows(self) -> list[int]:
         """[bias row, weight rows...], recomputed only after a compaction."""
@@ -224,6 +211,15 @@ class Layer(Module):
 
     def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
+
+    def named_children(self):
+        return iter(())  # the neurons are this layer's weight rows, not sub-modules of the state
+
+    def _own_state(self):
+        """As ``nn.Linear(n_inputs, n_outputs)``: weight (n_outputs, n_inputs), bias (n_outputs,)."""
+        w = [v for n in self.neurons for v in n.weights]
+        b = [n.bias for n in self.neurons]
+        return [("weight", w, (self.n_outputs, self.n_inputs)), ("bias", b, (self.n_outputs,))]
 
     def forward(self, x) -> list[Value]:
         return _run([self], x)
@@ -395,9 +391,7 @@ class MLP(Module):
         ``optimizer``, which it supplies when not given) is stepped once per
         epoch. All three run inside the compiled loop.
         """
-        from .train import FitOptions, fit_model
-
-        options = FitOptions(
+        options = train.FitOptions(
             epochs=epochs,
             batch_size=batch_size,
             report_every=report_every,
@@ -413,13 +407,11 @@ class MLP(Module):
             early_stopping=early_stopping,
             scheduler=scheduler,
         )
-        return fit_model(self, X, Y, loss, options)
+        return train.fit_model(self, X, Y, loss, options)
 
     def predict(self, X) -> np.ndarray:
         """Outputs for every row of ``X`` (n, n_inputs), as a float64 array (n, n_outputs)."""
-        from .train import predict_model
-
-        return predict_model(self, X)
+        return train.predict_model(self, X)
 
     def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Print a table of the layers, their output shapes and parameter counts (as Keras's).
@@ -545,3 +537,24 @@ def _inputs(x, n: int, graph: Graph) -> list:
         else:
             out.append(_number(v, f"input {i}"))
     return out
+
+
+def batch_forward(layers, x: Tensor) -> Tensor:
+    """``layers`` applied to every row of ``x``: the rows of calling them sample by sample."""
+    graph = layers[0].neurons[0].bias._graph
+    n = layers[0].n_inputs
+    if x.ndim != 2 or x.shape[1] != n:
+        raise ValueError(
+            f"expected {n} inputs per sample, got a Tensor of shape {x.shape}; give (samples, {n})"
+        )
+    if x._graph is not graph:
+        raise ValueError("the input Tensor belongs to another graph than the model's parameters")
+    r = x.shape[0]
+    rows_needed = sum(layer.room[0] for layer in layers)
+    entries = sum(layer.room[1] for layer in layers)
+    graph.reserve(r * rows_needed, r * entries)
+    inputs = x._rows_array().reshape(r, n).tolist()
+    out = []
+    for sample in inputs:
+        out.extend(forward_rows(graph, layers, sample))
+    return Tensor._wrap_rows(graph, out, (r, len(layers[-1].neurons)))

@@ -66,6 +66,12 @@ class Op(IntEnum):
     CROSS_ENTROPY = 33  # one sample's softmax cross-entropy, as PyTorch's log-softmax computes it:
     #                     parents [z_1..z_k] with aux = the class index, or
     #                     [z_1..z_k, t_1..t_k] (a target row) with aux = -1
+    # ---- layers: pooling, and batch norm's reductions across lanes ----
+    MAX = 34  # max(p_0..p_k); its gradient goes to the first largest parent (as max_pool2d)
+    LANE_SUM = 35  # parents [x, m]: sum over the lanes of m * x, the same in every lane
+    #                (m: the lane mask, 1 in a lane holding a sample of the batch, else 0)
+    RUNNING_STAT = 36  # parents [s]: (1 - aux) * old + aux * s, old its own previous value;
+    #                    batch norm's running statistics, updated once per forward sweep
 
 
 # arity classes
@@ -140,6 +146,10 @@ TABLE: dict[Op, OpInfo] = _records(
     OpInfo(Op.LOGSUMEXP, NARY_CLASS, "logsumexp"),
     OpInfo(Op.NEURON, NARY_CLASS, "neuron"),
     OpInfo(Op.CROSS_ENTROPY, NARY_CLASS, "cross_entropy"),
+    # n-ary as the sweeps see them: a row that reads other lanes is no lane-wise formula
+    OpInfo(Op.MAX, NARY_CLASS, "max"),
+    OpInfo(Op.LANE_SUM, NARY_CLASS, "lane_sum"),
+    OpInfo(Op.RUNNING_STAT, NARY_CLASS, "running {c}", constant=True),
 )
 
 
@@ -154,6 +164,8 @@ NARY = _where(arity=NARY_CLASS)
 WITH_CONSTANT = _where(constant=True)
 # activations a NEURON row can fuse: their derivative is a function of their output
 NEURON_ACTIVATIONS = _where(fusable=True)
+# rows whose value in one lane depends on the other lanes: batch statistics
+ACROSS_LANES = frozenset({Op.LANE_SUM, Op.RUNNING_STAT})
 
 _ARITY = {LEAF_CLASS: 0, UNARY_CLASS: 1, BINARY_CLASS: 2, NARY_CLASS: None}
 

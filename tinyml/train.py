@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,9 +31,9 @@ import numpy as np
 
 from . import kernels
 from .graph import Graph, current_graph, writable_arrays
-from .nn import Activation
 from .ops import Op
 from .optim import SGD
+from .tensor import Tensor
 from .value import Value, real_array, real_dtype, same_graph, wrap
 
 MAX_LANES = 64
@@ -222,11 +223,14 @@ class Program:
         inputs: Sequence[Value],
         params: Sequence[Value],
         noise: Sequence[Value] = (),
+        masks: Sequence[Value] = (),
+        stats: Sequence[Value] = (),
     ) -> None:
         outputs = list(outputs)
         inputs = list(inputs)
         params = list(params)
-        noise = list(noise)
+        noise = list(noise) + list(masks)  # (leaves the program fills itself)
+        stats = list(stats)
         if not outputs:
             raise ValueError("compile: give at least one output Value")
         for what, seq in (("output", outputs), ("input", inputs), ("parameter", params), ("noise", noise)):
@@ -250,9 +254,15 @@ class Program:
                 "(each may be only one of them, once)"
             )
         keep = np.zeros(graph.n, np.bool_)  # extract copies leaves' data only: no evaluation needed
-        for v in outputs + inputs + params + noise:
+        for v in outputs + inputs + params + noise + stats:
             keep[v._row] = True
         op, pstart, pidx, aux, leaf_values, index = _extract(graph, keep)
+        protected = np.zeros(len(op), np.bool_)
+        protected[index[rows_in + rows_p + rows_u + [v._row for v in outputs + stats]]] = True
+        op, pstart, pidx, aux, leaf_values, fused = _fuse_activations(
+            op, pstart, pidx, aux, leaf_values, protected
+        )
+        index = np.where(index >= 0, fused[np.maximum(index, 0)], -1)
         self.graph = graph
         self.params = params
         self.n_inputs = len(inputs)
@@ -261,9 +271,19 @@ class Program:
         self.in_rows = index[rows_in]
         self.param_rows = index[rows_p]
         self.out_rows = index[[v._row for v in outputs]]
-        self.noise_rows = index[np.asarray(rows_u, np.int64)]
+        rows_u = np.asarray(rows_u, np.int64)
+        self.noise_rows = index[rows_u[: len(rows_u) - len(masks)]]
+        self.mask_rows = index[rows_u[len(rows_u) - len(masks) :]]
+        # batch statistics: RUNNING_STAT rows, whose values training reads from
+        # ``stat_source()`` at the start and hands to ``stat_sink(values)`` after each chunk
+        self.stat_rows = index[np.asarray([v._row for v in stats], np.int64)]
+        self.stat_source: Callable[[], np.ndarray] | None = None
+        self.stat_sink: Callable[[np.ndarray], None] | None = None
         op[self.in_rows] = kernels.INPUT  # one value per lane; every other leaf is shared
         op[self.noise_rows] = kernels.INPUT
+        op[self.mask_rows] = kernels.INPUT
+        # a batch's samples must share one block of lanes where rows reduce across them
+        self.across_lanes = bool(np.isin(op, (kernels.LANE_SUM, kernels.RUNNING_STAT)).any())
         nonleaf = np.nonzero((op != kernels.LEAF) & (op != kernels.INPUT))[0]
         self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
         self._tapes: dict[int, _Tape] = {}
@@ -341,6 +361,11 @@ class Program:
                 "run: this program draws dropout noise, which is for training; "
                 "compile the outputs without dropout to evaluate them"
             )
+        if self.across_lanes:
+            raise ValueError(
+                "run: this program computes batch statistics, which are for training; "
+                "trace the model in eval mode to evaluate it"
+            )
         out = np.empty((x.shape[0], self.n_outputs))
         if x.shape[0]:
             if kernels.notice_pending:
@@ -417,11 +442,13 @@ class Program:
         seeds = np.random.default_rng(options.seed).integers(0, 2**62, size=2)
         shuffle_seed = int(seeds[0]) if options.shuffle and batch < n else -1
         noise_seed = int(seeds[1])
-        lanes = min(MAX_LANES, batch)
+        lanes = batch if self.across_lanes else min(MAX_LANES, batch)
         tape = self._tape(lanes)
+        if len(self.stat_rows):
+            tape.data[self.stat_rows, :] = np.asarray(self.stat_source(), np.float64)[:, None]
         values = tape.shared[self.param_rows]  # a copy, just refreshed from the graph
         order = np.arange(n, dtype=np.int64)
-        feed = (self.in_rows, x, order, self.noise_rows)
+        feed = (self.in_rows, x, order, self.noise_rows, self.mask_rows)
         p = len(self.params)
         params = (self.param_rows, values, np.zeros(p), np.zeros_like(opt.state))
         optargs = (int(opt.kind), opt.state, opt.hyper)
@@ -483,6 +510,8 @@ class Program:
                     self._write_back(values)
                     if scheduler is not None:
                         scheduler.advance(int(stop[6]))
+                    if len(self.stat_rows):
+                        self.stat_sink(tape.data[self.stat_rows, 0].copy())
                 elapsed = time.perf_counter() - t0
                 if first_use:  # (a chunk of 1 epoch): that time was the compilation's
                     start += elapsed
@@ -600,20 +629,66 @@ def _extract(graph: Graph, keep: np.ndarray):
     (float64[rows], 0 for other rows), and the map from old to new rows (-1 for rows not copied). The ancestor
     sweep is a kernel; the copy is plain NumPy (no kernel to compile).
     """
-    kernels.mark_ancestors(graph.pstart, graph.pidx, keep, graph.n)
+    n = graph.n
+    return _extract_rows(
+        graph.op[:n], graph.pstart[: n + 1], graph.pidx, graph.aux[:n], graph.data[:n, 0], keep
+    )
+
+
+def _extract_rows(op, pstart, pidx, aux, values, keep: np.ndarray):
+    """:func:`_extract` over plain arrays (a graph's, or a program's own)."""
+    n = len(keep)
+    kernels.mark_ancestors(pstart, pidx, keep, n)
     rows = np.nonzero(keep)[0]
-    new_index = np.full(graph.n, -1, np.int64)
+    new_index = np.full(n, -1, np.int64)
     new_index[rows] = np.arange(len(rows))
-    starts = graph.pstart[rows]
-    counts = graph.pstart[rows + 1] - starts
-    pstart = np.zeros(len(rows) + 1, np.int64)
-    np.cumsum(counts, out=pstart[1:])
+    starts = pstart[rows]
+    counts = pstart[rows + 1] - starts
+    new_pstart = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(counts, out=new_pstart[1:])
     # the parent entries of every kept row, in order: start of its run + offset in it
-    gather = np.repeat(starts - pstart[:-1], counts) + np.arange(pstart[-1])
-    pidx = new_index[graph.pidx[gather]]
-    op = graph.op[rows].copy()
-    leaf_values = np.where(op == kernels.LEAF, graph.data[rows, 0], 0.0)
-    return op, pstart, pidx, graph.aux[rows].copy(), leaf_values, new_index
+    gather = np.repeat(starts - new_pstart[:-1], counts) + np.arange(new_pstart[-1])
+    new_pidx = new_index[pidx[gather]]
+    new_op = op[rows].copy()
+    leaf_values = np.where(new_op == kernels.LEAF, values[rows], 0.0)
+    return new_op, new_pstart, new_pidx, aux[rows].copy(), leaf_values, new_index
+
+
+_FUSABLE = (kernels.TANH, kernels.SIGMOID, kernels.RELU)
+
+
+def _fuse_activations(op, pstart, pidx, aux, leaf_values, protected: np.ndarray):
+    """Fold each tanh/sigmoid/relu row into the activation-free NEURON row it reads,
+    where that row has no other reader and is not an input, parameter or output.
+
+    ``Linear`` then ``Tanh`` becomes the one fused NEURON row ``MLP`` builds, so a
+    model runs as fast whichever way it was written. Returns the new tape and the
+    map from old program rows to new ones (-1: row dropped).
+    """
+    n = len(op)
+    identity = np.arange(n, dtype=np.int64)
+    cand = np.nonzero(np.isin(op, _FUSABLE) & (np.diff(pstart) == 1))[0]
+    if len(cand):
+        parent = pidx[pstart[cand]]
+        readers = np.bincount(pidx, minlength=n)
+        ok = (
+            (op[parent] == kernels.NEURON)
+            & (aux[parent] == 0.0)
+            & (readers[parent] == 1)
+            & ~protected[parent]
+        )
+        cand, parent = cand[ok], parent[ok]
+    if not len(cand):
+        return op, pstart, pidx, aux, leaf_values, identity
+    aux = aux.copy()
+    aux[parent] = op[cand]
+    alias = identity.copy()
+    alias[cand] = parent
+    pidx = alias[pidx]
+    keep = np.zeros(n, np.bool_)
+    keep[alias[protected]] = True
+    op, pstart, pidx, aux, leaf_values, index = _extract_rows(op, pstart, pidx, aux, leaf_values, keep)
+    return op, pstart, pidx, aux, leaf_values, index[alias]
 
 
 def _history(epochs_rec, losses_rec, val_rec, epochs_run: int, seconds: float) -> History:
@@ -764,7 +839,7 @@ def _targets(model, y, loss: str | Callable, n: int) -> np.ndarray:
     # the same checks the eager losses make on number targets
     if loss == "binary_cross_entropy" and not np.all((t >= 0.0) & (t <= 1.0)):
         raise ValueError("fit: binary_cross_entropy targets must lie in [0, 1]")
-    if loss == "binary_cross_entropy" and model.output_activation is not Activation.SIGMOID:
+    if loss == "binary_cross_entropy" and model.output_activation != "sigmoid":
         raise ValueError(
             "fit: binary_cross_entropy takes probabilities, but the model's outputs are "
             f"{model.output_activation.value}; build it with output_activation='sigmoid'"
@@ -875,3 +950,193 @@ def _predict_program(model) -> Program:
         cache["predict"] = Program(model(xs), xs, model.parameters())
         model.graph.rewind(mark)
     return cache["predict"]
+
+
+class BufferVersion:
+    """Every change to any module buffer bumps ``version``: programs traced with the old
+    numbers (a batch norm in eval mode reads its running statistics as constants)
+    are then traced again."""
+
+    version = 0
+
+    @classmethod
+    def bump(cls) -> None:
+        cls.version += 1
+
+
+class _Tracing(threading.local):
+    """Set while ``fit`` traces a module's training step: layers that draw noise
+    (dropout) or reduce over the batch (batch norm) build their compiled form."""
+
+    def __init__(self) -> None:
+        self.noise: list[Value] | None = None  # dropout draws, refilled per sample and step
+        # batch norm: {"mask": lane-mask Value, "lanes": its LANE_SUM, "rows": [(RUNNING_STAT
+        # Value, module, buffer name, channel)]} while tracing a training step
+        self.stats: dict | None = None
+
+
+tracing = _Tracing()
+
+
+# ---------------------------------------------------------------------------
+# Module.fit / Module.predict: any module, traced for one sample (a lane each)
+# ---------------------------------------------------------------------------
+def _samples_of(X, what: str) -> np.ndarray:
+    """``X`` batch first, (n, ...), as a finite float64 array."""
+    x = real_array(X, what)
+    if x.ndim == 1:
+        x = x[:, None]
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{what}: contains NaN or inf (first at {tuple(int(i) for i in bad)})")
+    return np.ascontiguousarray(x)
+
+
+def _trace_module(module, sample_shape: tuple[int, ...], training: bool):
+    """Placeholders for one sample and the module's output rows over them.
+
+    Returns ``(graph, mark, xs, outputs, noise, stats)``; the caller builds its Program
+    and rewinds to ``mark``. Dropout layers add noise placeholders while tracing, batch
+    norm layers a lane mask and running-statistics rows (``stats``, see ``module.tracing``).
+    """
+    g = module.graph
+    mark = g.checkpoint()
+    xs = placeholders(int(np.prod(sample_shape)), g)
+    was = [(m, m.training) for m in module.modules()]
+    module.train(training)
+    tracing.noise = [] if training else None
+    tracing.stats = {"mask": None, "lanes": None, "rows": []} if training else None
+    try:
+        out = module(Tensor._make(g, list(xs), (1, *sample_shape)))
+        noise = tracing.noise or []
+        stats = tracing.stats
+    finally:
+        tracing.noise = None
+        tracing.stats = None
+        for m, mode in was:
+            object.__setattr__(m, "training", mode)
+    name = type(module).__name__
+    if type(out) is Value:
+        outputs = [out]
+    elif isinstance(out, Tensor):
+        if out.shape[0] != 1:
+            raise ValueError(f"{name}.forward: a batch of 1 sample gave an output of shape {out.shape}")
+        outputs = out.flat_values()
+    else:
+        raise TypeError(f"{name}.forward must return a Tensor (batch first), got {type(out).__name__}")
+    return g, mark, xs, outputs, noise, stats
+
+
+def _module_program(module, sample_shape, loss, training: bool):
+    """(program, reduction, n_outputs, sigmoid outputs) for ``loss`` (None: outputs only)."""
+    cache = module.__dict__.setdefault("_programs", {})
+    key = (
+        loss if isinstance(loss, str) or loss is None else id(loss),
+        sample_shape,
+        training,
+        None if training else BufferVersion.version,  # an eval-mode program holds running statistics
+    )
+    if key in cache and (loss is None or isinstance(loss, str)):
+        return cache[key]
+    table = _per_sample_losses()
+    if loss is None:
+        per_sample, reduction = None, "mean"
+    elif isinstance(loss, str):
+        if loss not in table:
+            raise ValueError(f"fit: unknown loss {loss!r}; choose one of {sorted(table)} or pass a callable")
+        per_sample, reduction = table[loss]
+    elif callable(loss):
+        per_sample, reduction = loss, "mean"
+    else:
+        raise TypeError(f"fit: loss must be a name or a callable(outputs, targets) -> Value, got {loss!r}")
+    params = module.parameters()
+    g, mark, xs, outputs, noise, stats = _trace_module(module, sample_shape, training)
+    masks = [] if stats is None or stats["mask"] is None else [stats["mask"]]
+    stat_rows = [] if stats is None else stats["rows"]
+    k = len(outputs)
+    sigmoid = all(
+        g.op[v._row] == Op.SIGMOID or (g.op[v._row] == Op.NEURON and g.aux[v._row] == Op.SIGMOID)
+        for v in outputs
+    )
+    stat_values = [r[0] for r in stat_rows]
+    if per_sample is None:
+        program = Program(outputs, xs, params, noise, masks, stat_values)
+    else:
+        ys = placeholders(k, g)
+        value = per_sample(outputs, ys)
+        if type(value) is not Value:
+            raise TypeError(f"fit: the loss must return a Value, got {type(value).__name__}")
+        program = Program([value], xs + ys, params, noise, masks, stat_values)
+    g.rewind(mark)  # the traced rows live on in the program only
+    if stat_rows:
+        where = [(owner, name, ch) for _, owner, name, ch in stat_rows]
+
+        def source() -> np.ndarray:
+            return np.array([owner._buffers[name][ch] for owner, name, ch in where])
+
+        def sink(values: np.ndarray) -> None:
+            for (owner, name, ch), v in zip(where, values.tolist()):
+                owner._buffers[name][ch] = v
+            BufferVersion.bump()
+
+        program.stat_source, program.stat_sink = source, sink
+    result = (program, reduction, k, sigmoid)
+    if loss is None or isinstance(loss, str):
+        cache[key] = result
+    return result
+
+
+class _Outputs:
+    """What ``_targets`` needs to know of a model: its outputs."""
+
+    def __init__(self, k: int) -> None:
+        self.n_outputs = k
+        self.output_activation = "sigmoid"  # checked by fit_module itself
+
+
+def fit_module(module, X, Y, loss, options: FitOptions) -> History:
+    """``Module.fit``: trace one sample's step in training mode, then ``Program.fit_with``."""
+    x = _samples_of(X, "X")
+    program, reduction, k, sigmoid = _module_program(module, x.shape[1:], loss, True)
+    if loss == "binary_cross_entropy" and not sigmoid:
+        raise ValueError(
+            f"fit: binary_cross_entropy takes probabilities, but {type(module).__name__}'s outputs are "
+            "not sigmoids; end the model with tm.Sigmoid()"
+        )
+    y = _targets(_Outputs(k), Y, loss, x.shape[0])
+    n = x.shape[0]
+    if program.across_lanes:
+        batch_size = options.batch_size
+        smallest = n if batch_size is None or batch_size >= n else (n % batch_size or batch_size)
+        if smallest < 2:
+            raise ValueError(
+                f"fit: {type(module).__name__} computes batch statistics (batch norm), which need at least "
+                f"2 samples per batch; with {n} samples and batch_size={batch_size} a batch has {smallest}. "
+                "Choose another batch_size"
+            )
+        if options.validation_data is not None:
+            raise ValueError(
+                f"fit: validation_data is not supported for {type(module).__name__}, which computes batch "
+                "statistics (batch norm): the compiled validation pass would use batch statistics, not the "
+                "running ones. Fit without it and evaluate with model.eval().predict(X_val)"
+            )
+    if options.validation_data is not None:
+        pair = options.validation_data
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise TypeError("fit: validation_data must be a pair (X_val, Y_val)")
+        xv = _samples_of(pair[0], "validation_data X")
+        if xv.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"fit: validation_data X has samples of shape {xv.shape[1:]}, X has {x.shape[1:]}"
+            )
+        yv = _targets(_Outputs(k), pair[1], loss, xv.shape[0])
+        options = replace(options, validation_data=np.hstack([xv.reshape(xv.shape[0], -1), yv]))
+    samples = np.hstack([x.reshape(n, -1), y])
+    return program.fit_with(samples, replace(options, reduction=reduction))
+
+
+def predict_module(module, X) -> np.ndarray:
+    """``Module.predict``: the outputs of every sample in eval mode, (n, outputs)."""
+    x = _samples_of(X, "X")
+    program = _module_program(module, x.shape[1:], None, False)[0]
+    return program.run(x.reshape(x.shape[0], -1))
