@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tinyml as tm
 from benchmarks import WORKLOADS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,8 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
     assert [w for w in WORKLOADS if w not in ran] == []
     assert {"memory.tape", "memory.rss", "ensemble.sweep", "bn"} <= set(keys)
     got = entries(report)
+    for activation in tm.Activation:  # workload 9: every activation trained and checked
+        assert got[("activations", activation.value)]["check"] == "ok", activation
     for (key, name), e in got.items():
         package = PEER_PACKAGES.get(name)
         if package is not None and not installed(package):
