@@ -11,9 +11,11 @@ compiled ``fit`` replays them with no Python per step. Each gate is one
 where ``b_hh`` enters as a weight on a constant-one input so both biases stay
 plain parameters of the one row (in ``fit`` the one is the lane mask, so the
 row keeps the layout the fast sweeps handle). The rest of a step is a few
-elementwise rows per unit: the LSTM's ``c' = f*c + i*g`` is one AFFINE row,
-``h' = o * tanh(c')`` a TANH and a MUL row; the GRU's ``n`` is a NEURON row
-(tanh) whose terms include ``r * (W_hn h + b_hn)``, and ``h' = n + z*(h - n)``.
+more NEURON rows per unit, which the sweeps evaluate inline rather than one
+generic row at a time: the LSTM's ``c' = 0 + f*c + i*g``, ``tanh(0 + 1*c')``
+(a constant weight of 1) and ``h' = 0 + o * tanh(c')``; the GRU's
+``n = tanh(b_in + W_in x + r * (W_hn h + b_hn))`` (one row, r a per-lane
+weight), ``d = h - n`` and ``h' = n + z*d``.
 A missing initial state is zeros, which simply leaves the W_hh terms out of
 the first step.
 
@@ -61,6 +63,8 @@ class _Builder:
 
     def __init__(self, g: Graph, kind: str, hidden: int, one: int, zero: int) -> None:
         self.g, self.kind, self.hidden, self.one, self.zero = g, kind, hidden, one, zero
+        self.unit = g.push_leaf(1.0)  # constant weights of 1 and -1 (room for them is in _room)
+        self.minus_one = g.push_leaf(-1.0)
 
     def gates(self, w: _Weights, blocks, acts, x: np.ndarray, h: np.ndarray | None) -> np.ndarray:
         """NEURON rows act(b_ih + W_ih x + W_hh h + b_hh * 1) for the gate ``blocks`` (indices
@@ -105,12 +109,14 @@ class _Builder:
             # gate blocks i, f, g, o in PyTorch's order; the three sigmoids first, so the
             # forward sweep evaluates them as one run of rows with one activation
             i, f, o, gg = self.gates(w, [0, 1, 3, 2], [Op.SIGMOID] * 3 + [Op.TANH], x, h)
+            # NEURON rows throughout, which the sweeps evaluate inline: c' = 0 + f*c + i*g,
+            # tanh(c') = tanh(0 + 1 * c') (a constant-one weight), h' = 0 + o * tanh(c')
             if c is None:
-                c_new = self.rows(Op.AFFINE, zero, i, gg)  # c' = i*g
+                c_new = self.rows(Op.NEURON, zero, i, gg)  # c' = i*g
             else:
-                c_new = self.rows(Op.AFFINE, zero, f, i, c, gg)  # c' = f*c + i*g
-            h_new = self.rows(Op.MUL, o, self.rows(Op.TANH, c_new))  # h' = o * tanh(c')
-            return h_new, c_new
+                c_new = self.rows(Op.NEURON, zero, f, i, c, gg)  # c' = f*c + i*g
+            tc = self.rows(Op.NEURON, zero, np.int64(self.unit), c_new, aux=float(Op.TANH))
+            return self.rows(Op.NEURON, zero, o, tc), c_new
         # GRU: r, z = sigmoid(...); n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); h' = n + z*(h - n)
         H = self.hidden
         r, z = self.gates(w, [0, 1], [Op.SIGMOID, Op.SIGMOID], x, h)
@@ -138,8 +144,13 @@ class _Builder:
         aux = float(Op.TANH)
         cand = np.asarray(self.g.push_many(Op.NEURON, parents.reshape(-1, 2 * k + 1), aux), np.int64)
         cand = cand.reshape(n, H)
-        d = self.rows(Op.NEG, cand) if h is None else self.rows(Op.SUB, h, cand)
-        return self.rows(Op.AFFINE, cand, z, d), None
+        # d = h - n as 0 + 1*h + (-1)*n (constant weights), h' = n + z*d: NEURON rows, inline
+        minus = np.int64(self.minus_one)
+        if h is None:
+            d = self.rows(Op.NEURON, zero, minus, cand)
+        else:
+            d = self.rows(Op.NEURON, zero, np.int64(self.unit), minus, h, cand)
+        return self.rows(Op.NEURON, cand, z, d), None
 
 
 def _room(kind: str, n: int, steps: int, sizes: list[int], hidden: int) -> tuple[int, int]:
