@@ -394,3 +394,14 @@ def test_errors():
     net = LastStep("GRU", F=1)
     with pytest.raises(ValueError, match=r"reshape it to\s+\(N, T, 1\) \(in fit: X of shape \(n, T, 1\)\)"):
         net.fit(np.zeros((4, 10)), np.zeros((4, 1)), epochs=1, progress=False)
+
+
+def test_validation_loss_with_a_partial_last_batch():
+    """fit's validation pass sees the constant one of the b_hh terms in every lane,
+    also after a partial last batch left the lane mask at 0 in some lanes."""
+    r = rng(19)
+    X, Xv = r.normal(size=(10, 5, 1)), r.normal(size=(7, 5, 1))
+    Y, Yv = X.sum(axis=1) / 3, Xv.sum(axis=1) / 3
+    net = LastStep("LSTM", H=3)
+    history = net.fit(X, Y, epochs=2, batch_size=4, lr=0.1, validation_data=(Xv, Yv), progress=False)
+    assert history.val_loss[-1] == pytest.approx(float(np.mean((net.predict(Xv) - Yv) ** 2)), rel=1e-12)
