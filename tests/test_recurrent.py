@@ -383,6 +383,9 @@ def test_errors():
         m(Tensor(np.zeros((2, 6, 3))), np.zeros((2, 2, 4)))
     with pytest.raises(ValueError, match="h0 of shape"):
         tm.GRU(3, 4)(Tensor(np.zeros((2, 6, 3))), np.zeros((2, 4)))
+    assert tm.LSTM(3, 4, batch_first=True).hidden_size == 4  # PyTorch code copies over
+    with pytest.raises(ValueError, match="batch first"):
+        tm.GRU(3, 4, batch_first=False)
     with pytest.raises(ValueError, match="nonlinearity"):
         tm.RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="hidden_size"):
@@ -405,3 +408,16 @@ def test_validation_loss_with_a_partial_last_batch():
     net = LastStep("LSTM", H=3)
     history = net.fit(X, Y, epochs=2, batch_size=4, lr=0.1, validation_data=(Xv, Yv), progress=False)
     assert history.val_loss[-1] == pytest.approx(float(np.mean((net.predict(Xv) - Yv) ** 2)), rel=1e-12)
+
+
+def test_save_and_load_parameters_round_trip(tmp_path):
+    net = LastStep("GRU", F=2, L=2)
+    path = tmp_path / "gru.npz"
+    net.save(path)
+    other = LastStep("GRU", F=2, L=2)
+    other.rnn.load_state_dict({k: v + 1.0 for k, v in other.rnn.state_dict().items()})
+    other.load_parameters(path)
+    x = rng(20).normal(size=(3, 4, 2))
+    np.testing.assert_array_equal(other.predict(x), net.predict(x))
+    assert repr(tm.LSTM(3, 4, num_layers=2)) == "LSTM(3, 4, num_layers=2)"
+    assert repr(tm.RNN(3, 4, nonlinearity="relu")) == "RNN(3, 4, nonlinearity='relu')"

@@ -207,12 +207,18 @@ class _RNNBase(Module):
         hidden_size: int,
         num_layers: int = 1,
         bias: bool = True,
+        batch_first: bool = True,
         *,
         seed: int | np.random.Generator | None = None,
         graph: Graph | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        if batch_first is not True:
+            raise ValueError(
+                f"{name}: tinyml's recurrent layers are batch first (x of shape (N, T, input_size)); "
+                f"got batch_first={batch_first!r}. Transpose the input to (N, T, input_size) instead"
+            )
         self.input_size = _positive_int(input_size, f"{name}: input_size")
         self.hidden_size = _positive_int(hidden_size, f"{name}: hidden_size")
         self.num_layers = _positive_int(num_layers, f"{name}: num_layers")
@@ -357,12 +363,13 @@ class RNN(_RNNBase):
         num_layers: int = 1,
         nonlinearity: str = "tanh",
         bias: bool = True,
+        batch_first: bool = True,
         *,
         seed: int | np.random.Generator | None = None,
         graph: Graph | None = None,
     ) -> None:
         self.kind = _check_kind(nonlinearity)
-        super().__init__(input_size, hidden_size, num_layers, bias, seed=seed, graph=graph)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, seed=seed, graph=graph)
         self.nonlinearity = nonlinearity
 
     def _config(self) -> dict:
