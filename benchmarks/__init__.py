@@ -17,4 +17,5 @@ WORKLOADS = {
     "ensemble": "ensemble",
     "activations": "activations",
     "cnn": "cnn",
+    "lstm": "lstm",
 }

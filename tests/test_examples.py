@@ -158,6 +158,27 @@ def test_moons_out_option_in_process(tmp_path, capsys, monkeypatch):
     check_png(picture)
 
 
+def test_sine_lstm_quick_prints_forecast_table_and_plot(tmp_path):
+    plot = tmp_path / "sine.png"
+    out = check_ok(run_example("sine_lstm.py", ["--quick", "--plot", str(plot)]))
+    m = re.search(
+        r"^sine test MSE: ([0-9.]+) \(noise variance 0\.0100; repeating the last value: ([0-9.]+)\)$",
+        out,
+        re.M,
+    )
+    assert m and np.isfinite(float(m.group(1)))
+    assert f"forecast plot written to {plot.resolve()}" in out
+    check_png(plot)
+    # the adding problem's table: one row per model, the ratio consistent with the MSE and the baseline
+    baseline = float(re.search(r"^baseline \(predicting the mean\): test MSE ([0-9.]+)$", out, re.M).group(1))
+    rows = re.findall(
+        r"^(RNN|LSTM|GRU)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)  (learned it|partly|failed.*)$", out, re.M
+    )
+    assert [r[0] for r in rows] == ["RNN", "LSTM", "GRU"]
+    for _, mse, ratio, _, _ in rows:
+        assert float(ratio) == pytest.approx(float(mse) / baseline, abs=2e-3)
+
+
 @pytest.mark.parametrize(
     ("script", "args", "blocked", "needs"),
     [
@@ -168,6 +189,7 @@ def test_moons_out_option_in_process(tmp_path, capsys, monkeypatch):
         ("moons.py", ["--out", "PNG"], ("matplotlib",), "matplotlib"),
         ("moons.py", ["--out", "PNG"], ("sklearn",), "scikit-learn"),
         ("xor_demo.py", ["--epochs", "100", "--plot", "PNG"], ("matplotlib",), "matplotlib"),
+        ("sine_lstm.py", ["--plot", "PNG"], ("matplotlib",), "matplotlib"),
     ],
 )
 def test_missing_extras_give_a_clear_message_before_training(tmp_path, script, args, blocked, needs):

@@ -10,6 +10,7 @@ Where things are:
 - ``module.py``   ``Module``: parameters, state_dict, train/eval, fit/predict/save
 - ``nn.py``       ``Activation``, ``Neuron``, ``Layer``, ``MLP`` (and their batch forward)
 - ``layers.py``   PyTorch's layers: ``Sequential``, ``Linear``, ``Conv2d``, pooling, batch norm, ...
+- ``recurrent.py`` ``RNN``, ``LSTM``, ``GRU`` and their cells, unrolled on the tape
 - ``losses.py``   loss functions
 - ``ensemble.py`` ``Ensemble``: many models of one architecture trained in one kernel call
 - ``sweep.py``    ``sweep``: a grid of models, on all cores or a Dask cluster
@@ -46,6 +47,7 @@ from .layers import (
 from .module import Module
 from .nn import MLP, Activation, Layer, Neuron
 from .ops import Op
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .sweep import SweepResult, sweep
 from .tensor import Tensor
 from .tools import draw_dot, gradcheck, to_dot
@@ -87,6 +89,12 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
     "Neuron",
     "Op",
     "Tensor",

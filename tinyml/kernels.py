@@ -1334,6 +1334,8 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
         stop[6] = epoch - epoch0 + 1  # epochs completed, readable even after a Ctrl-C
         monitored = losses[epoch - epoch0]
         if val.shape[0]:
+            for r in mask_rows:  # every lane holds a validation sample (a partial batch left zeros)
+                data[r, :] = 1.0
             val_tape = (op, pstart, pidx, val_aux, data, grad, shared, shared_grad)
             monitored = validation_loss(val_tape, in_rows, noise_rows, val, val_order, first, end, mean)
             for p in range(values.shape[0]):  # the same penalty the training loss carries
