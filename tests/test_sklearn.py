@@ -164,3 +164,14 @@ def test_defaults_are_sklearns():
 def test_lbfgs_refused_with_a_way_out():
     with pytest.raises(ValueError, match="lbfgs.*is not available.*solver='adam' or 'sgd'"):
         MLPClassifier(solver="lbfgs").fit(XC, YC)
+
+
+def test_divergence_raises_sklearns_value_error():
+    # scikit-learn raises ValueError("Solver produced non-finite parameter weights ...");
+    # tinyml's TrainingDiverged (a FloatingPointError) must not leak out of a drop-in
+    for est in pair("reg", solver="sgd", learning_rate_init=10.0, max_iter=20, random_state=0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # scikit-learn's overflow in its NumPy
+            warnings.simplefilter("ignore", ConvergenceWarning)  # scikit-learn's, before its ValueError
+            with pytest.raises(ValueError, match="non-finite parameter weights"):
+                est.fit(XC * 1e150, YR[:, 0])

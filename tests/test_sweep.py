@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -159,3 +160,35 @@ def test_progress_bar_counts_finished_chunks(capsys, monkeypatch):
     tm.sweep(build, GRID, XOR_X, XOR_Y, chunk_size=3, progress=True, **FIT)
     err = capsys.readouterr().err
     assert "sweep" in err and "4/4" in err
+
+
+def test_validation_data_is_checked_before_any_training():
+    calls = []
+    with pytest.raises(ValueError, match="validation_data X must have 2 columns"):
+        tm.sweep(build, GRID, XOR_X, XOR_Y, validation_data=(np.zeros((3, 3)), np.zeros((3, 1))),
+                 callback=lambda e, losses: calls.append(e), progress=False, **FIT)  # fmt: skip
+    with pytest.raises(ValueError, match="1 columns"):
+        tm.sweep(build, GRID, XOR_X, XOR_Y, validation_data=(np.zeros((3, 2)), np.zeros((3, 2))),
+                 callback=lambda e, losses: calls.append(e), progress=False, **FIT)  # fmt: skip
+    assert calls == []  # no chunk trained a single epoch
+
+
+def test_a_failing_chunk_stops_the_others_instead_of_waiting_for_them():
+    # chunks [0, 1] and [2]: the one-member chunk fails at once; the other would train for
+    # 200 reports, but stops after the kernel call under way once the sweep knows of the failure
+    failed = []
+    after = []
+
+    def callback(epoch, losses):
+        if len(losses) == 1:
+            failed.append(epoch)
+            raise RuntimeError("chunk failed")
+        if failed:
+            after.append(epoch)
+            if len(after) == 1:
+                time.sleep(0.5)  # time for the sweep to see the failure
+
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        tm.sweep(build, {"lr": [0.1], "hidden": [3], "seed": [0, 1, 2]}, XOR_X, XOR_Y, chunk_size=2,
+                 callback=callback, epochs=20_000, report_every=100, progress=False)  # fmt: skip
+    assert len(after) <= 2

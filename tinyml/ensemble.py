@@ -152,6 +152,7 @@ class Ensemble:
         self.epochs_run = np.zeros(m, np.int64)
         self.fail_loss = np.full(m, np.nan)  # a stopped member's failing loss (as TrainingDiverged.loss)
         self._tapes: dict = {}
+        self._stop = None  # a threading.Event that ends fit between kernel calls (set by tm.sweep)
 
     def __len__(self) -> int:
         return len(self.models)
@@ -359,7 +360,7 @@ class Ensemble:
                 if reporter is not None and done:
                     live = losses[done - 1][status == 0]
                     reporter.update(epoch, best_loss=float(live.min()) if len(live) else float("nan"))
-                if stopped_early:
+                if stopped_early or (self._stop is not None and self._stop.is_set()):
                     break
                 rate = done / max(elapsed, 1e-6)
                 chunk = int(min(max(1, rate * CHUNK_SECONDS), 4 * max(chunk, 1), 10_000_000))

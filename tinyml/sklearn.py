@@ -50,7 +50,7 @@ from . import losses, optim
 from .graph import Graph
 from .lr_scheduler import LRScheduler
 from .nn import MLP
-from .train import FitOptions, compile, placeholders
+from .train import FitOptions, TrainingDiverged, compile, placeholders
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -337,13 +337,17 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         tm_state = self._machinery(X.shape[1], [*sizes, n_out])
         self._load_params(tm_state)  # coefs_ may have been set by hand since
-        self._fit_stochastic(X, Y, tm_state, rng, incremental)
+        diverged = None
+        try:
+            self._fit_stochastic(X, Y, tm_state, rng, incremental)
+        except TrainingDiverged as e:  # scikit-learn's error for it, a ValueError
+            diverged = e
         self._read_params(tm_state)
-        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+        if diverged is not None or not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large values "
                 "and need to be preprocessed."
-            )
+            ) from diverged
         return self
 
     def _fit_stochastic(self, X, Y, tm_state, rng, incremental: bool) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 from .ensemble import Ensemble
 from .graph import Graph
 from .nn import MLP
-from .train import _finite_matrix, progress_bar
+from .train import _finite_matrix, _targets, progress_bar
 
 
 @dataclass
@@ -145,6 +146,15 @@ def sweep(
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
             raise ValueError(f"sweep: chunk_size must be an int >= 1, got {chunk_size!r}")
+    if val is not None:  # checked now, not after hours of training
+        for members in groups.values():
+            first = models[members[0]]
+            if val[0].shape[1] != first.n_inputs:
+                raise ValueError(
+                    f"sweep: validation_data X must have {first.n_inputs} columns (the model's inputs), "
+                    f"got {val[0].shape[1]}"
+                )
+            _targets(first, val[1], fit_kwargs.get("loss", "mse"), val[0].shape[0])
     chunks = []
     for members in groups.values():
         size = chunk_size or math.ceil(len(members) / min(len(members), workers))
@@ -166,9 +176,11 @@ def sweep(
     return SweepResult(records, models, sorted(retried))
 
 
-def _train(models, x, y, val, fit_kwargs) -> dict:
-    """Train one chunk as an ensemble; the numbers its records need."""
+def _train(models, x, y, val, fit_kwargs, stop: threading.Event | None = None) -> dict:
+    """Train one chunk as an ensemble; the numbers its records need. Setting ``stop``
+    ends its training after the kernel call under way (Ctrl-C, or another chunk failed)."""
     ens = Ensemble(models)
+    ens._stop = stop
     ens.fit(x, y, **fit_kwargs)
     loss = fit_kwargs.get("loss", "mse")
     out = {
@@ -188,17 +200,24 @@ def _progress_bar(total: int, progress: bool):
 def _run_threads(models, chunks, x, y, val, fit_kwargs, progress):
     bar = _progress_bar(len(chunks), progress)
     outcomes: list[dict | None] = [None] * len(chunks)
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1))
     try:
-        with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
-            futures = {
-                pool.submit(_train, [models[i] for i in chunk], x, y, val, fit_kwargs): k
-                for k, chunk in enumerate(chunks)
-            }
-            for f in as_completed(futures):
-                outcomes[futures[f]] = f.result()
-                if bar is not None:
-                    bar.update(sum(o is not None for o in outcomes))
+        futures = {
+            pool.submit(_train, [models[i] for i in chunk], x, y, val, fit_kwargs, stop): k
+            for k, chunk in enumerate(chunks)
+        }
+        for f in as_completed(futures):
+            outcomes[futures[f]] = f.result()
+            if bar is not None:
+                bar.update(sum(o is not None for o in outcomes))
+    except BaseException:
+        # Ctrl-C or a failed chunk: the running chunks stop after their current kernel call
+        # and the queued ones never start (waiting for them all could take hours)
+        stop.set()
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
     return outcomes, []
