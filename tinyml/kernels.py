@@ -1538,6 +1538,106 @@ def load_members(data, in_rows, samples, s):
             data[r, lane] = v
 
 
+@inline_kernel
+def member_row(op, pstart, pidx, i):
+    """1 if row i is a per-lane squared error (both parents per-lane rows), 2 if it is a
+    NEURON whose bias and weights are per-lane (MEMBER) rows, else 0: the two layouts
+    that ``member_forward``/``member_backward`` sweep themselves."""
+    o = op[i]
+    s = pstart[i]
+    if o == SQDIFF:
+        return 1 if op[pidx[s]] != LEAF and op[pidx[s + 1]] != LEAF else 0
+    if o == NEURON:
+        n = (pstart[i + 1] - s - 1) // 2
+        for k in range(s, s + n + 1):
+            if op[pidx[k]] != MEMBER:
+                return 0
+        for k in range(s + n + 1, pstart[i + 1]):
+            if op[pidx[k]] == LEAF:
+                return 0
+        return 2
+    return 0
+
+
+@inline_kernel
+def member_forward(tape, lo, hi):
+    """``forward`` over rows lo..hi-1 of an ensemble tape, with its squared error swept here:
+    ``forward``'s generic two-parent loop dispatches on the op in every lane, this one
+    calls the same rule with the op code fixed. Every other row goes through ``forward``."""
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    lanes = data.shape[1]
+    i = lo
+    while i < hi:
+        j = i
+        while j < hi and member_row(op, pstart, pidx, j) != 1:
+            j += 1
+        if j > i:
+            forward(tape, i, j)
+        if j < hi:
+            a = pidx[pstart[j]]
+            b = pidx[pstart[j] + 1]
+            c = aux[j]
+            for lane in range(lanes):
+                data[j, lane] = binary_value(SQDIFF, data[a, lane], data[b, lane], c)
+        i = j + 1
+
+
+@inline_kernel
+def member_backward(tape, lo, hi, unmarked, g):
+    """``backward`` (every row, clearing) over rows hi-1..lo of an ensemble tape, with the
+    per-lane squared error and the NEURON rows of per-lane parameters swept here, in
+    fewer passes over the lanes (each NEURON input's two products in one loop); the
+    same rules (``binary_backward``, ``pre_activation_grad``) in the same order of
+    additions, so the results are those of ``backward``. Other rows: ``backward``
+    (``unmarked``: its int64[1] mark array, unused with every row swept)."""
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    lanes = data.shape[1]
+    i = hi - 1
+    while i >= lo:
+        j = i
+        while j >= lo and member_row(op, pstart, pidx, j) == 0:
+            j -= 1
+        if j < i:
+            backward(tape, j + 1, i + 1, unmarked, -1, True, g)
+        if j < lo:
+            break
+        s = pstart[j]
+        if op[j] == SQDIFF:
+            a = pidx[s]
+            b = pidx[s + 1]
+            c = aux[j]
+            to_a = op[a] != INPUT
+            to_b = op[b] != INPUT
+            for lane in range(lanes):
+                da, db = binary_backward(
+                    SQDIFF, data[a, lane], data[b, lane], data[j, lane], c, grad[j, lane]
+                )
+                if to_a:
+                    grad[a, lane] += da
+                if to_b:
+                    grad[b, lane] += db
+        else:
+            n = (pstart[j + 1] - s - 1) // 2
+            pre_activation_grad(aux[j], grad, data, j, g)
+            b = pidx[s]
+            for lane in range(lanes):
+                grad[b, lane] += g[lane]
+            for k in range(n):
+                w = pidx[s + 1 + k]
+                x = pidx[s + 1 + n + k]
+                if op[x] == INPUT:
+                    for lane in range(lanes):
+                        grad[w, lane] += g[lane] * data[x, lane]
+                else:
+                    for lane in range(lanes):
+                        gl = g[lane]
+                        grad[w, lane] += gl * data[x, lane]
+                        grad[x, lane] += gl * data[w, lane]
+        for lane in range(lanes):
+            grad[j, lane] = 0.0
+        i = j - 1
+
+
 MEMBER_BLOCK = 256  # lanes swept together: a block's rows stay in cache (1000 lanes: 1.5x slower backward)
 
 
@@ -1685,11 +1785,11 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         for lane in range(lanes):
                             p = rates[m0 + lane]
                             data[r, lane] = (1.0 - p) if u >= p else math.inf
-                    forward(tape, first, end)
+                    member_forward(tape, first, end)
                     for lane in range(lanes):
                         sample_loss[q, lane] = data[loss_row, lane]
                         grad[loss_row, lane] = scale
-                    backward(tape, first, end, unmarked, -1, True, scratch)
+                    member_backward(tape, first, end, unmarked, scratch)
                 for q in range(width):
                     for lane in range(lanes):
                         batch_loss[lane] += sample_loss[q, lane]
