@@ -304,3 +304,18 @@ def test_optimizers_must_have_taken_the_same_number_of_steps():
     opts[1].t = 3
     with pytest.raises(ValueError, match="optimizer 1 has taken 3 steps, optimizer 0 0"):
         tm.Ensemble(models).fit(XOR_X, XOR_Y, optimizer=opts)
+
+
+def test_validation_loss_per_member_matches_solo_fits():
+    X, Y = regression(n=9)
+    Xv, Yv = regression(n=5, seed=3)
+    models = members(3, (4, 2), 3, lr=[0.05, 0.1, 0.2], out="linear")
+    alone = [
+        solo_fit(m, X, Y, epochs=30, loss="mse", report_every=7, validation_data=(Xv, Yv)) for m in models
+    ]
+    history = tm.Ensemble(models).fit(
+        X, Y, epochs=30, loss="mse", report_every=7, validation_data=(Xv, Yv), progress=False
+    )
+    assert history.val_loss.shape == (3, len(history.epoch))
+    for i, (_, ref_history) in enumerate(alone):
+        np.testing.assert_allclose(history.val_loss[i], ref_history.val_loss, rtol=1e-12, err_msg=f"{i}")

@@ -237,6 +237,7 @@ class Ensemble:
         l2=0.0,
         dropout=0.0,
         progress: bool = True,
+        validation_data=None,
     ) -> History:
         """Train every member as ``MLP.fit`` would train it alone; returns a History.
 
@@ -247,6 +248,11 @@ class Ensemble:
         ``params -> optimiser`` called once per member. ``l1``, ``l2``,
         ``dropout``: a number or one per member. ``callback(epoch, losses)``
         gets float64[n_members] at each report and may return False to stop.
+        ``validation_data=(X_val, Y_val)`` fills ``history.val_loss``
+        (n_members, n_records): each member's validation loss at the
+        parameters after each recorded epoch's update (NaN once stopped).
+        Early stopping and learning-rate schedulers are not available for
+        ensembles.
         """
         models = self.models
         first = models[0]
@@ -260,6 +266,15 @@ class Ensemble:
         if n == 0:
             raise ValueError("fit: no samples given")
         y = _targets(first, Y, loss, n)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("fit: validation_data must be a pair (X_val, Y_val)")
+            xv = _finite_matrix(validation_data[0], "X_val")
+            if xv.shape[1] != first.n_inputs:
+                raise ValueError(f"fit: X_val must have {first.n_inputs} columns, got {xv.shape[1]}")
+            val = (xv, validation_data[1])
+            _targets(first, val[1], loss, xv.shape[0])  # checked now, not after the first chunk
         epochs = _count(epochs, "epochs", minimum=0)
         report_every = _count(report_every, "report_every", minimum=1)
         batch = n if batch_size is None else min(_count(batch_size, "batch_size", minimum=1), n)
@@ -327,6 +342,7 @@ class Ensemble:
 
         epochs_rec: list[np.ndarray] = []
         losses_rec: list[np.ndarray] = []
+        val_rec: list[np.ndarray] = []
         reporter = progress_bar(epochs, desc="ensemble") if progress else None
         start = time.perf_counter()
         epoch = 0
@@ -335,7 +351,7 @@ class Ensemble:
         try:
             while epoch < epochs:
                 end = min(epochs, epoch + chunk)
-                if callback is not None:  # stop at the next report, so the callback can end training
+                if callback is not None or val is not None:  # stop at the next report (see below)
                     nxt = epoch if epoch % report_every == 0 else epoch + report_every - epoch % report_every
                     end = min(end, nxt + 1)
                 losses = np.empty((end - epoch, n_members))
@@ -350,6 +366,10 @@ class Ensemble:
                 keep = (ep % report_every == 0) | (ep == epochs - 1)
                 epochs_rec.append(ep[keep])
                 losses_rec.append(losses[:done][keep][:, unperm].T)
+                if val is not None and keep.any():  # a chunk ends right after its one report
+                    v = self.loss(val[0], val[1], loss)
+                    gone = (status[unperm] != 0) & (fail[unperm, 0] <= ep[keep][-1])
+                    val_rec.append(np.where(gone, np.nan, v)[:, None])
                 epoch += done
                 if done < requested:  # every member stopped
                     break
@@ -374,6 +394,8 @@ class Ensemble:
         ls = np.concatenate(losses_rec, axis=1) if losses_rec else np.zeros((n_members, 0))
         history = History(ep.astype(np.int64), ls, epoch, stopped_early and epoch < epochs,
                           time.perf_counter() - start)  # fmt: skip
+        if val is not None:
+            history.val_loss = np.concatenate(val_rec, axis=1) if val_rec else np.zeros((n_members, 0))
         return history
 
     def _optimizers(self, optimizer, n_params: int):
