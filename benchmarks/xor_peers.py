@@ -13,6 +13,7 @@ work is done), and ``params(state)`` reads the flat parameters back.
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import numpy as np
@@ -175,6 +176,39 @@ class NumbaXor(Peer):
 
     def params(self, state):
         w1, b1, w2, b2 = state[:4]
+        return join([(w1, b1), (w2[None, :], b2)])
+
+
+# ---------------------------------------------------------------------------
+# Hand-written C (benchmarks/xor_kernel.c), -O3 -march=native: the physical limit
+# ---------------------------------------------------------------------------
+class CXor(Peer):
+    """The Numba kernel's arithmetic in C, built with the system's compiler and called
+    through ctypes (skipped when there is no C compiler)."""
+
+    name = "C (hand-written)"
+
+    def load(self):
+        from . import cpeer
+
+        self.lib = lib = cpeer.load("xor_kernel.c")
+        ptr = ctypes.POINTER(ctypes.c_double)
+        lib.xor_train.argtypes = [ptr] * 6 + [ctypes.c_long, ctypes.c_long, ctypes.c_double, ctypes.c_long]
+        lib.xor_train.restype = ctypes.c_double
+        self.note = f"{cpeer.flags_note()}, libm tanh"
+
+    def prepare(self, flat):
+        (w1, b1), (w2, b2) = split(flat, NET.sizes)
+        arrays = [np.ascontiguousarray(a, np.float64) for a in (w1, b1, w2[0], b2, X, Y[:, 0])]
+        ptr = ctypes.POINTER(ctypes.c_double)
+        return arrays, [a.ctypes.data_as(ptr) for a in arrays]
+
+    def train(self, state, epochs):
+        arrays, ptrs = state
+        self.lib.xor_train(*ptrs, X.shape[0], arrays[0].shape[0], NET.lr, epochs)
+
+    def params(self, state):
+        w1, b1, w2, b2 = state[0][:4]
         return join([(w1, b1), (w2[None, :], b2)])
 
 
@@ -342,4 +376,4 @@ class MicrogradXor(Peer):
         return np.array([p.data for p in params])
 
 
-PEERS: list[type[Peer]] = [TinymlFit, TinymlEager, NumbaXor, NumpyXor, JaxXor, TorchXor, MicrogradXor]
+PEERS: list[type[Peer]] = [TinymlFit, TinymlEager, NumbaXor, CXor, NumpyXor, JaxXor, TorchXor, MicrogradXor]

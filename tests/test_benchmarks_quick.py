@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tinyml as tm
-from benchmarks import WORKLOADS
+from benchmarks import WORKLOADS, cpeer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +86,9 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
     for (key, name), e in got.items():
         package = PEER_PACKAGES.get(name)
         if package is not None and not installed(package):
+            assert e["status"] == "skipped", (key, name, e)
+            continue
+        if name == "C (hand-written)" and cpeer.compiler() is None:
             assert e["status"] == "skipped", (key, name, e)
             continue
         if e["status"] == "not available":  # a tinyml feature still being written
@@ -158,3 +161,13 @@ def test_params_layout_round_trips_and_matches_tinyml_order():
     np.testing.assert_array_equal(join([(w1, b1), (w2, b2)]), flat)
     with pytest.raises(ValueError, match="17 parameters"):
         split(flat, (2, 5, 1))
+
+
+def test_the_c_peer_is_skipped_without_a_compiler(monkeypatch):
+    from benchmarks.core import SKIPPED, Unavailable
+
+    monkeypatch.setenv("CC", "no-such-c-compiler-anywhere")
+    monkeypatch.setattr(cpeer, "_LOADED", {})
+    with pytest.raises(Unavailable, match="no C compiler") as info:
+        cpeer.load("xor_kernel.c")
+    assert info.value.status == SKIPPED
