@@ -18,4 +18,5 @@ WORKLOADS = {
     "activations": "activations",
     "cnn": "cnn",
     "lstm": "lstm",
+    "wide": "wide",
 }

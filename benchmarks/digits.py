@@ -47,11 +47,36 @@ def run(settings: Settings) -> Workload:
         w.notes.append(f"skipped: {exc.reason}")
         return w
     flat0 = initial_params()
-    start = evaluate(NET, flat0, x, y)
-    w.notes.append(f"initial loss {start['loss']:.4f}; final loss: mean cross-entropy over all 1,797 samples")
-    xs, ys = x[:CHECK_SAMPLES], y[:CHECK_SAMPLES]
-    want_small = reference_train(NET, flat0, xs, ys, 1)
-    numba = NumbaDigits()
+    run_peers(w, settings, PEERS, NET, flat0, x, y, epochs, CHECK_SAMPLES)
+    ref = w.entry("tinyml fit")
+    if ref is None or ref.status != OK:
+        w.reference = "numba (hand-written)"
+        w.notes.append("tinyml fit is not available here: ratios are to the hand-written Numba kernel")
+    time_goal(
+        w, settings, "tinyml fit", "numba (hand-written)", GOAL, "tinyml fit vs the hand-written Numba kernel"
+    )
+    accuracies = [f"{e.name} {e.extra['accuracy']:.3f}" for e in w.entries if "accuracy" in e.extra]
+    if accuracies:
+        w.notes.append("training-set accuracy: " + ", ".join(accuracies))
+    return w
+
+
+def run_peers(
+    w: Workload, settings: Settings, peers, net, flat0, x, y, epochs: int, check_samples: int
+) -> None:
+    """Check and time every peer class of ``peers`` on network ``net`` from ``flat0`` into ``w``.
+
+    Checks: one epoch over the first ``check_samples`` samples equals the pure-Python
+    reference; after the timed epochs over all of ``x``, the parameters equal the
+    hand-written Numba kernel's, and the loss is below the initial one.
+    """
+    start = evaluate(net, flat0, x, y)
+    w.notes.append(
+        f"initial loss {start['loss']:.4f}; final loss: mean cross-entropy over all {len(x):,} samples"
+    )
+    xs, ys = x[:check_samples], y[:check_samples]
+    want_small = reference_train(net, flat0, xs, ys, 1)
+    numba = type("Numba", (NumbaDigits,), {"net": net})()
     state = numba.prepare(flat0, x, y)
     numba.train(state, epochs)
     want = numba.params(state)
@@ -60,7 +85,7 @@ def run(settings: Settings) -> Workload:
         peer.load()
         state = peer.prepare(flat0, xs, ys)
         peer.train(state, 1)  # also compiles, before timing
-        what = f"parameters after one epoch over {CHECK_SAMPLES} samples vs the pure-Python reference"
+        what = f"parameters after one epoch over {check_samples} samples vs the pure-Python reference"
         checks = [close(peer.params(state), want_small, 1e-9, 1e-12, what)]
         if not settings.quick:  # warm-up on the full shapes (JAX compiles per shape); quick times nothing
             peer.train(peer.prepare(flat0, x, y), 1)
@@ -74,7 +99,7 @@ def run(settings: Settings) -> Workload:
         e.times = times
         e.epochs = epochs
         e.value = median(times) / epochs * 1e3
-        result = evaluate(NET, final, x, y)
+        result = evaluate(net, final, x, y)
         e.loss = result["loss"]
         e.extra["accuracy"] = result["accuracy"]
         checks.append(
@@ -84,16 +109,5 @@ def run(settings: Settings) -> Workload:
             checks.append(f"FAILED: loss {e.loss:.4g}, not below the initial {start['loss']:.4g}")
         e.check = combine(*checks)
 
-    for cls in PEERS:
+    for cls in peers:
         guarded(w, cls.name, lambda e, c=cls: body(e, c()))
-    ref = w.entry("tinyml fit")
-    if ref is None or ref.status != OK:
-        w.reference = "numba (hand-written)"
-        w.notes.append("tinyml fit is not available here: ratios are to the hand-written Numba kernel")
-    time_goal(
-        w, settings, "tinyml fit", "numba (hand-written)", GOAL, "tinyml fit vs the hand-written Numba kernel"
-    )
-    accuracies = [f"{e.name} {e.extra['accuracy']:.3f}" for e in w.entries if "accuracy" in e.extra]
-    if accuracies:
-        w.notes.append("training-set accuracy: " + ", ".join(accuracies))
-    return w

@@ -31,19 +31,28 @@ def load_data() -> tuple[np.ndarray, np.ndarray]:
     return digits.data.astype(np.float64) / 16.0, digits.target.astype(np.int64)
 
 
-def tinyml_model():
+def tinyml_model(net: Net = NET, seed: int = SEED):
+    """A fresh tinyml model of ``net`` (one tanh hidden layer, linear output), in a graph of its own."""
     import tinyml as tm
 
+    n_in, hidden, n_out = net.sizes
     with tm.Graph():
-        return tm.MLP(64, [32, 10], NET.lr, tm.Activation.TANH, seed=SEED, output_activation="linear")
+        return tm.MLP(
+            n_in, [hidden, n_out], net.lr, tm.Activation.TANH, seed=seed, output_activation="linear"
+        )
 
 
-def initial_params() -> np.ndarray:
-    return np.array([p.data for p in tinyml_model().parameters()])
+def initial_params(net: Net = NET, seed: int = SEED) -> np.ndarray:
+    return np.array([p.data for p in tinyml_model(net, seed).parameters()])
 
 
 class Peer:
+    """A peer of the network ``net`` (the digits one here; ``benchmarks/wide.py`` subclasses
+    every peer with a wider one), initial weights of ``tinyml_model(net, seed)``."""
+
     name = ""
+    net = NET
+    seed = SEED
 
     def load(self) -> None:
         pass
@@ -62,16 +71,22 @@ class TinymlFit(Peer):
             raise Unavailable("tm.Tensor is not written yet", NOT_AVAILABLE)
         if not hasattr(tm.MLP, "fit"):
             raise Unavailable("tm.MLP.fit is not written yet", NOT_AVAILABLE)
-        probe = tinyml_model()
+        probe = tinyml_model(self.net, self.seed)
         try:
-            probe.fit(np.zeros((2, 64)), np.array([0, 1]), epochs=1, loss="cross_entropy", batch_size=1)
+            probe.fit(
+                np.zeros((2, self.net.sizes[0])),
+                np.array([0, 1]),
+                epochs=1,
+                loss="cross_entropy",
+                batch_size=1,
+            )
         except (ValueError, TypeError, NotImplementedError) as exc:
             raise Unavailable(
                 f"fit(loss='cross_entropy') is not available yet: {exc}", NOT_AVAILABLE
             ) from None
 
     def prepare(self, flat, x, y):
-        model = tinyml_model()
+        model = tinyml_model(self.net, self.seed)
         for p, v in zip(model.parameters(), flat):
             p.data = float(v)
         return model, x, y
@@ -83,7 +98,7 @@ class TinymlFit(Peer):
             y,
             epochs=epochs,
             loss="cross_entropy",
-            batch_size=NET.batch_size,
+            batch_size=self.net.batch_size,
             shuffle=False,
             report_every=1,
         )
@@ -172,12 +187,12 @@ class NumbaDigits(Peer):
     name = "numba (hand-written)"
 
     def prepare(self, flat, x, y):
-        (w1, b1), (w2, b2) = split(flat, NET.sizes)
+        (w1, b1), (w2, b2) = split(flat, self.net.sizes)
         w1t = np.ascontiguousarray(w1.T)
         return w1t, b1, w2, b2, np.ascontiguousarray(x), np.ascontiguousarray(y)
 
     def train(self, state, epochs):
-        _digits_kernel(*state, NET.lr, NET.batch_size, epochs)
+        _digits_kernel(*state, self.net.lr, self.net.batch_size, epochs)
 
     def params(self, state):
         w1t, b1, w2, b2 = state[:4]
@@ -191,11 +206,11 @@ class NumpyDigits(Peer):
     name = "numpy (hand-written)"
 
     def prepare(self, flat, x, y):
-        return split(flat, NET.sizes), x, y, batches(len(x), NET.batch_size)
+        return split(flat, self.net.sizes), x, y, batches(len(x), self.net.batch_size)
 
     def train(self, state, epochs):
         ((w1, b1), (w2, b2)), x, y, spans = state
-        lr = NET.lr
+        lr = self.net.lr
         for _ in range(epochs):
             for start, stop in spans:
                 xb = x[start:stop]
@@ -228,19 +243,20 @@ class TorchDigits(Peer):
 
     def prepare(self, flat, x, y):
         torch = self.torch
-        (w1, b1), (w2, b2) = split(flat, NET.sizes)
+        (w1, b1), (w2, b2) = split(flat, self.net.sizes)
+        n_in, hidden, n_out = self.net.sizes
         model = torch.nn.Sequential(
-            torch.nn.Linear(64, 32, dtype=torch.float64),
+            torch.nn.Linear(n_in, hidden, dtype=torch.float64),
             torch.nn.Tanh(),
-            torch.nn.Linear(32, 10, dtype=torch.float64),
+            torch.nn.Linear(hidden, n_out, dtype=torch.float64),
         )
         with torch.no_grad():
             for layer, w, b in ((model[0], w1, b1), (model[2], w2, b2)):
                 layer.weight.copy_(torch.from_numpy(w))
                 layer.bias.copy_(torch.from_numpy(b))
-        opt = torch.optim.SGD(model.parameters(), lr=NET.lr)
+        opt = torch.optim.SGD(model.parameters(), lr=self.net.lr)
         xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-        data = [(xt[a:b], yt[a:b]) for a, b in batches(len(x), NET.batch_size)]
+        data = [(xt[a:b], yt[a:b]) for a, b in batches(len(x), self.net.batch_size)]
         return model, opt, data
 
     def train(self, state, epochs):
@@ -261,12 +277,10 @@ class TorchDigits(Peer):
 # ---------------------------------------------------------------------------
 # JAX, float64: a jitted step per batch, or the whole epoch in one lax.scan
 # ---------------------------------------------------------------------------
-def _jax_step():
+def _jax_step(lr: float):
     jax = require("jax")
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
-
-    lr = NET.lr
 
     def loss(p, xb, yb):
         w1, b1, w2, b2 = p
@@ -288,7 +302,7 @@ class _JaxPeer(Peer):
         return join([(w1, b1), (w2, b2)])
 
     def _params(self, flat):
-        (w1, b1), (w2, b2) = split(flat, NET.sizes)
+        (w1, b1), (w2, b2) = split(flat, self.net.sizes)
         return tuple(self.jnp.asarray(a) for a in (w1, b1, w2, b2))
 
 
@@ -296,12 +310,12 @@ class JaxBatchJit(_JaxPeer):
     name = "jax jit per batch"
 
     def load(self):
-        jax, self.jnp, step = _jax_step()
+        jax, self.jnp, step = _jax_step(self.net.lr)
         self._step = jax.jit(step)
 
     def prepare(self, flat, x, y):
         jnp = self.jnp
-        data = [(jnp.asarray(x[a:b]), jnp.asarray(y[a:b])) for a, b in batches(len(x), NET.batch_size)]
+        data = [(jnp.asarray(x[a:b]), jnp.asarray(y[a:b])) for a, b in batches(len(x), self.net.batch_size)]
         return [self._params(flat), data]
 
     def train(self, state, epochs):
@@ -318,7 +332,7 @@ class JaxScan(_JaxPeer):
     name = "jax jit epoch (lax.scan)"
 
     def load(self):
-        jax, self.jnp, step = _jax_step()
+        jax, self.jnp, step = _jax_step(self.net.lr)
 
         def epoch(p, xs, ys, x_rest, y_rest):
             p, _ = jax.lax.scan(lambda p, b: (step(p, b[0], b[1]), None), p, (xs, ys))
@@ -330,7 +344,7 @@ class JaxScan(_JaxPeer):
 
     def prepare(self, flat, x, y):
         jnp = self.jnp
-        b = NET.batch_size
+        b = self.net.batch_size
         full = len(x) // b * b
         xs = jnp.asarray(x[:full].reshape(-1, b, x.shape[1]))
         ys = jnp.asarray(y[:full].reshape(-1, b))
