@@ -1135,6 +1135,144 @@ def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
 
 
 # ---------------------------------------------------------------------------
+# Dense blocks (tinyml/dense.py builds the plan). A layer's NEURON (or AFFINE)
+# rows over one range of input rows, with LEAF biases and weights, run as one
+# block: forward as a matrix product (lanes innermost), weight gradients as
+# outer products accumulated in a contiguous buffer, then added to each
+# weight's shared gradient once. The row-by-row sweeps stay the definition;
+# a block does each row's arithmetic in the same order (forward: bias, then
+# inputs in order; input gradients: units last first; bias gradients: lanes
+# last first; weight gradients: lanes last first, the order of ``lane_dot``
+# up to 4 lanes), so up to 4 lanes a block's results are bit-identical to
+# the rows', and from 8 lanes on (where the rows reassociate) equal to rounding.
+#
+# ``dense`` = (segs int64[S, 3], blocks int64[K, 6], wrows int64[W],
+#              g float64[H, lanes], gw float64[H * n], xt float64[lanes, n]):
+# segs are (SEG_ROWS, lo, hi): rows lo..hi-1 by the row sweeps, or
+# (SEG_BLOCK, k, 0): block k; a block is (first output row, units H, first
+# input row, fan-in n, activation code, offset in wrows), and wrows[offset:]
+# holds its H bias rows, then its H * n weight rows unit by unit. g, gw, xt
+# are scratch of the largest block.
+# ---------------------------------------------------------------------------
+SEG_ROWS = 0
+SEG_BLOCK = 1
+
+
+@inline_kernel
+def dense_forward(data, shared, blocks, wrows, k):
+    """Block k's rows: data[o0 + h] = act(b_h + sum_j w_hj * data[x0 + j]), every lane;
+    each unit adds its bias, then its inputs in order, as ``affine_row``."""
+    o0 = blocks[k, 0]
+    units = blocks[k, 1]
+    x0 = blocks[k, 2]
+    fan = blocks[k, 3]
+    at = blocks[k, 5]
+    lanes = data.shape[1]
+    for h in range(units):
+        bv = shared[wrows[at + h]]
+        for lane in range(lanes):
+            data[o0 + h, lane] = bv
+    w0 = at + units
+    for h in range(units):
+        r = o0 + h
+        p = w0 + h * fan
+        for j in range(fan):
+            wv = shared[wrows[p + j]]
+            xr = x0 + j
+            for lane in range(lanes):
+                data[r, lane] += wv * data[xr, lane]
+    activate(blocks[k, 4], data, o0, o0 + units)
+
+
+@inline_kernel
+def dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, g, gw, xt):
+    """Block k's backward: its rows' gradients into biases, weights and input rows;
+    the rows' own gradients are left at 0 (as ``backward(..., clear=True)``)."""
+    o0 = blocks[k, 0]
+    units = blocks[k, 1]
+    x0 = blocks[k, 2]
+    fan = blocks[k, 3]
+    act = blocks[k, 4]
+    at = blocks[k, 5]
+    lanes = data.shape[1]
+    # the gradient at each unit's pre-activation (the rule: unary_derivative from z alone)
+    for h in range(units):
+        r = o0 + h
+        if act == TANH:
+            for lane in range(lanes):
+                z = data[r, lane]
+                g[h, lane] = grad[r, lane] * unary_derivative(TANH, z, z, 0.0)
+        elif act == SIGMOID:
+            for lane in range(lanes):
+                z = data[r, lane]
+                g[h, lane] = grad[r, lane] * unary_derivative(SIGMOID, z, z, 0.0)
+        elif act == RELU:
+            for lane in range(lanes):
+                z = data[r, lane]
+                g[h, lane] = grad[r, lane] * unary_derivative(RELU, z, z, 0.0)
+        else:
+            for lane in range(lanes):
+                g[h, lane] = grad[r, lane]
+        for lane in range(lanes):
+            grad[r, lane] = 0.0
+    # biases: d z_h / d b_h = 1, lanes summed last first
+    for h in range(units):
+        acc = 0.0
+        for lane in range(lanes - 1, -1, -1):
+            acc += g[h, lane]
+        shared_grad[wrows[at + h]] += acc
+    # weights: d z_h / d w_hj = x_j; sum over lanes (last first) of the outer products g x^T
+    for j in range(fan):
+        for lane in range(lanes):
+            xt[lane, j] = data[x0 + j, lane]
+    size = units * fan
+    for t in range(size):
+        gw[t] = 0.0
+    for lane in range(lanes - 1, -1, -1):
+        for h in range(units):
+            gh = g[h, lane]
+            base = h * fan
+            for j in range(fan):
+                gw[base + j] += gh * xt[lane, j]
+    w0 = at + units
+    for t in range(size):
+        shared_grad[wrows[w0 + t]] += gw[t]
+    # inputs: d z_h / d x_j = w_hj, units last first (the rows' descending sweep)
+    for j in range(fan):
+        xr = x0 + j
+        if op[xr] == INPUT:
+            continue
+        for h in range(units - 1, -1, -1):
+            wv = shared[wrows[w0 + h * fan + j]]
+            for lane in range(lanes):
+                grad[xr, lane] += g[h, lane] * wv
+
+
+@inline_kernel
+def planned_forward(tape, dense):
+    """``forward`` over the plan's segments: row ranges by the row sweep, blocks as blocks."""
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    segs, blocks, wrows, g, gw, xt = dense
+    for s in range(segs.shape[0]):
+        if segs[s, 0] == SEG_BLOCK:
+            dense_forward(data, shared, blocks, wrows, segs[s, 1])
+        else:
+            forward(tape, segs[s, 1], segs[s, 2])
+
+
+@inline_kernel
+def planned_backward(tape, dense, unmarked, scratch):
+    """``backward(tape, first, end, unmarked, -1, True, ...)`` over the plan's segments, last first."""
+    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
+    segs, blocks, wrows, g, gw, xt = dense
+    for s in range(segs.shape[0] - 1, -1, -1):
+        if segs[s, 0] == SEG_BLOCK:
+            dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, segs[s, 1], g, gw, xt)
+        else:
+            backward(tape, segs[s, 1], segs[s, 2], unmarked, -1, True, scratch)
+
+
+# ---------------------------------------------------------------------------
 # Compiled training: many epochs of forward + backward + update in one call
 # ---------------------------------------------------------------------------
 @kernel
@@ -1206,7 +1344,7 @@ def all_finite(x):
 
 
 @kernel
-def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, watch):
+def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, watch, dense):
     """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, status).
 
     ``tape``   (op, pstart, pidx, aux, data, grad, shared, shared_grad): the traced
@@ -1235,6 +1373,9 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                stopping (on, patience, min_delta, best, epochs without improvement, best
                epoch), then the epochs this call completed; best float64[2, P]: the best
                parameters, the epoch's start values)
+
+    ``dense``  the plan of dense blocks over rows ``first..loss row`` (see "Dense blocks";
+               ``tinyml/dense.py``): the forward and backward sweeps follow it
 
     status 0: done; 1: a non-finite loss or gradient, 2: an update that would make
     a parameter non-finite; 3: early stopping ended training after ``epochs
@@ -1283,7 +1424,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 for r in mask_rows:
                     for lane in range(lanes):
                         data[r, lane] = 1.0 if lane < width else 0.0
-                forward(tape, first, end)
+                planned_forward(tape, dense)  # = forward(tape, first, end)
                 for lane in range(width):
                     batch_loss += shared[loss_row] if loss_shared else data[loss_row, lane]
                 if loss_shared:  # seed the backward pass, once per sample
@@ -1294,7 +1435,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                         grad[loss_row, lane] = scale
                 # backward leaves every swept row's grad at 0 again, ready for the next
                 # block; parameters (shared LEAF rows) sum their lanes into shared_grad
-                backward(tape, first, end, unmarked, -1, True, scratch)
+                planned_backward(tape, dense, unmarked, scratch)  # = backward(tape, first, end, ...)
             finite = True
             for p in range(rows.shape[0]):
                 g = shared_grad[rows[p]]

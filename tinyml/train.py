@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import kernels
+from . import dense, kernels
 from .graph import Graph, current_graph, writable_arrays
 from .ops import Op
 from .optim import SGD
@@ -286,6 +286,10 @@ class Program:
         self.across_lanes = bool(np.isin(op, (kernels.LANE_SUM, kernels.RUNNING_STAT)).any())
         nonleaf = np.nonzero((op != kernels.LEAF) & (op != kernels.INPUT))[0]
         self.first = int(nonleaf[0]) if len(nonleaf) else len(op)
+        # the layers among the rows fit sweeps (first..loss row), run as dense blocks;
+        # dense_blocks = False runs every row by the row sweeps (the definition)
+        self._blocks = dense.find_blocks(op, pstart, pidx, aux, self.first, int(self.out_rows[0]) + 1)
+        self.dense_blocks = True
         self._tapes: dict[int, _Tape] = {}
 
     def __getstate__(self) -> dict:
@@ -474,6 +478,9 @@ class Program:
         scheduler = options.scheduler
         none = np.zeros(0)
 
+        found = self._blocks if self.dense_blocks else dense.rows_only(self.first, int(self.out_rows[0]) + 1)
+        blocks = dense.plan(found, lanes)
+
         stopped = False
         status = 0
         epochs_rec: list[np.ndarray] = []
@@ -501,8 +508,9 @@ class Program:
                 stop[6] = 0.0
                 try:
                     done, status = kernels.train_epochs(
-                        tuple(tape), feed, params, optargs, run, penalty, epoch, end, steps, losses, watch
-                    )
+                        tuple(tape), feed, params, optargs, run, penalty, epoch, end, steps, losses, watch,
+                        blocks,
+                    )  # fmt: skip
                 finally:
                     # also on Ctrl-C, which Python raises as soon as the kernel returns:
                     # values, optimizer state, step count and schedule all describe the same steps

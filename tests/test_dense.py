@@ -1,0 +1,152 @@
+"""Dense blocks (tinyml/dense.py, "Dense blocks" in tinyml/kernels.py): a program's layers
+run as blocks in ``fit``; the row-by-row sweeps are the definition they must equal.
+
+References: the row path itself (``program.dense_blocks = False``), bit for bit up to 4
+lanes and to rounding from 8 on; and the float64 NumPy MLP of tests/train_helpers.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinyml as tm
+from tinyml import dense, kernels
+
+from .train_helpers import XOR_X, XOR_Y, NumpyMLP, params_of
+
+CLOSE = {"rtol": 1e-12, "atol": 1e-13}
+
+
+def program_of(model, loss):
+    return next(p for key, (p, _) in model._programs.items() if key[0] == loss)
+
+
+def fit_both(make, X, Y, epochs, **kw):
+    """Fit a fresh model twice, with the blocks and with rows only: [(losses, params), ...]."""
+    runs = []
+    for blocks in (True, False):
+        model = make()
+        model.fit(X[:1], Y[:1], 0, **kw)  # traces the program without training
+        program = program_of(model, kw.get("loss", "mse"))
+        program.dense_blocks = blocks
+        h = model.fit(X, Y, epochs, report_every=1, shuffle=False, **kw)
+        runs.append((h.loss, params_of(model), program))
+    return runs
+
+
+def test_the_xor_program_is_two_blocks_and_a_squared_error_row():
+    with tm.Graph():
+        model = tm.MLP(2, [4, 1], 0.1, "tanh", seed=42, init="uniform01")
+    model.fit(XOR_X, XOR_Y, 0, loss="sse")
+    program = program_of(model, "sse")
+    segs, blocks, wrows = program._blocks
+    assert segs[:, 0].tolist() == [kernels.SEG_BLOCK, kernels.SEG_BLOCK, kernels.SEG_ROWS]
+    hidden, out = blocks
+    assert hidden[1:5].tolist() == [4, int(program.in_rows[0]), 2, kernels.TANH]  # units, x0, fan, act
+    assert out[1] == 1 and out[2] == hidden[0] and out[3] == 4
+    # every parameter row appears exactly once (a bias or a weight of one unit)
+    assert sorted(wrows.tolist()) == sorted(program.param_rows.tolist())
+    # the bias of the first hidden unit, then its weights: the graph's own rows for them
+    first = program._op.shape[0]
+    assert first > 0
+    parents = program._pidx[program._pstart[hidden[0]] : program._pstart[hidden[0] + 1]]
+    assert wrows[0] == parents[0]
+    assert wrows[4 : 4 + 2].tolist() == parents[1:3].tolist()
+
+
+def test_xor_blocks_are_bit_identical_to_rows():
+    """4 lanes: the blocks add in exactly the rows' order, so nothing differs in any bit."""
+
+    def make():
+        with tm.Graph():
+            return tm.MLP(2, [4, 1], 0.1, "tanh", seed=42, init="uniform01")
+
+    (la, pa, _), (lb, pb, _) = fit_both(make, XOR_X, XOR_Y, 600, loss="sse")
+    np.testing.assert_array_equal(la, lb)
+    np.testing.assert_array_equal(pa, pb)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "act", "batch"),
+    [([9, 5], "tanh", 16), ([6, 3], "sigmoid", 5), ([40, 7], "relu", 64), ([3], "tanh", 3)],
+)
+def test_blocks_equal_rows_for_wider_layers_and_cross_entropy(hidden, act, batch):
+    """Units not a multiple of anything, fan-ins beyond a vector, 3 to 64 lanes."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(70, 11))
+    y = rng.integers(0, hidden[-1], 70)
+
+    def make():
+        with tm.Graph():
+            return tm.MLP(11, hidden, 0.05, act, seed=3, output_activation="linear")
+
+    (la, pa, prog), (lb, pb, _) = fit_both(make, X, y, 3, loss="cross_entropy", batch_size=batch)
+    assert len(prog._blocks[1]) == len(hidden)
+    np.testing.assert_allclose(la, lb, **CLOSE)
+    np.testing.assert_allclose(pa, pb, **CLOSE)
+    if batch <= 4:
+        np.testing.assert_array_equal(pa, pb)
+
+
+@pytest.mark.parametrize("batch", [3, 8, 32])
+def test_blocks_train_as_the_numpy_reference(batch):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 6))
+    Y = rng.normal(size=(40, 3))
+    with tm.Graph():
+        model = tm.MLP(6, [10, 3], 0.05, "tanh", seed=4)
+    ref = NumpyMLP([6, 10, 3], ["tanh", "tanh"])
+    ref_loss, ref_params = ref.sgd(params_of(model), X, Y, 4, 0.05, batch, "mean")
+    h = model.fit(X, Y, 4, loss="mse", batch_size=batch, shuffle=False, report_every=1)
+    assert program_of(model, "mse").dense_blocks and len(program_of(model, "mse")._blocks[1]) == 2
+    np.testing.assert_allclose(h.loss, ref_loss, **CLOSE)
+    np.testing.assert_allclose(params_of(model), ref_params, **CLOSE)
+
+
+def test_rows_between_blocks_and_non_layers_stay_rows():
+    """A program of a layer, an elementwise row over its outputs, a second layer, a unit whose
+    inputs are not one range of rows, and a loss: blocks where they are layers, rows elsewhere,
+    and the same gradients (one SGD step) either way."""
+    results = []
+    for blocks in (True, False):
+        with tm.Graph():
+            xs = tm.placeholders(3)
+            t = tm.placeholders(1)
+            layer1 = tm.nn.Layer(3, 4, "tanh", seed=1)
+            layer2 = tm.nn.Layer(4, 2, "sigmoid", seed=2)
+            h = layer1(xs)
+            h = [v * 1.5 for v in h]  # MUL_C rows between the layers
+            o = layer2(h)
+            w = tm.Value(0.3)
+            odd = (o[1] * w + xs[0] * w).tanh()  # not a layer's unit
+            loss = (o[0] + odd - t[0]) ** 2
+            params = layer1.parameters() + layer2.parameters() + [w]
+            program = tm.compile(loss, xs + t, params)
+            program.dense_blocks = blocks
+            rng = np.random.default_rng(9)
+            samples = rng.normal(size=(12, 4))
+            hist = program.fit(samples, 2, lr=0.1, batch_size=6, shuffle=False, report_every=1)
+            results.append((hist.loss, np.array([p.data for p in params]), program._blocks))
+    segs, found, _ = results[0][2]
+    assert len(found) == 2  # the two layers; the odd unit and the MUL_C rows are rows
+    assert kernels.SEG_ROWS in segs[:, 0].tolist()
+    np.testing.assert_allclose(results[0][0], results[1][0], **CLOSE)
+    np.testing.assert_allclose(results[0][1], results[1][1], **CLOSE)
+
+
+def test_find_blocks_refuses_units_that_are_not_a_layers():
+    """Inputs out of order, a leaf input, a unit reading its own run: no block."""
+    LEAF, INPUT, NEURON = kernels.LEAF, kernels.INPUT, kernels.NEURON
+    # rows: 0-2 params, 3-4 inputs, 5 neuron over (4, 3): reversed inputs
+    op = np.array([LEAF, LEAF, LEAF, INPUT, INPUT, NEURON], np.uint8)
+    pstart = np.array([0, 0, 0, 0, 0, 0, 5])
+    pidx = np.array([0, 1, 2, 4, 3])
+    aux = np.array([0, 0, 0, 0, 0, kernels.TANH], np.float64)
+    segs, blocks, _ = dense.find_blocks(op, pstart, pidx, aux, 5, 6)
+    assert len(blocks) == 0 and segs.tolist() == [[kernels.SEG_ROWS, 5, 6]]
+    pidx_leaf = np.array([0, 1, 2, 3, 2])  # an input that is a leaf
+    assert len(dense.find_blocks(op, pstart, pidx_leaf, aux, 5, 6)[1]) == 0
+    pidx_ok = np.array([0, 1, 2, 3, 4])
+    segs, blocks, wrows = dense.find_blocks(op, pstart, pidx_ok, aux, 5, 6)
+    assert blocks.tolist() == [[5, 1, 3, 2, kernels.TANH, 0]] and wrows.tolist() == [0, 1, 2]

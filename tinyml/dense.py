@@ -1,0 +1,102 @@
+"""Dense blocks: find a program's layers in its scalar rows, so training can run each as one block.
+
+The tape stays scalar; this is the program compiler seeing more than rows. A
+run of consecutive NEURON rows (or AFFINE rows) with one activation, whose
+biases and weights are LEAF rows and whose inputs are one and the same
+ascending range of rows below the run, is a dense layer: ``kernels.dense_forward``
+computes it as a matrix product and ``kernels.dense_backward`` its gradients as
+outer products (see "Dense blocks" in ``tinyml/kernels.py`` for the layout and
+for why the results equal the row-by-row sweeps'). Everything else stays a
+range of rows for the row sweeps. A plan is computed once per program, in
+NumPy, at compile time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+
+SEG_ROWS = kernels.SEG_ROWS
+SEG_BLOCK = kernels.SEG_BLOCK
+
+
+def find_blocks(op, pstart, pidx, aux, lo: int, hi: int):
+    """The layers among rows ``lo..hi-1``: (segments int64[S, 3], blocks int64[K, 6], wrows int64[W]).
+
+    See ``kernels.train_epochs``'s ``dense`` argument for the meaning of each column.
+    """
+    leaf = op == kernels.LEAF
+    segs: list[tuple[int, int, int]] = []
+    blocks: list[tuple[int, int, int, int, int, int]] = []
+    wrows: list[np.ndarray] = []
+    at = 0
+    start = lo  # first row not yet in a segment
+    i = lo
+    while i < hi:
+        layout = _layer_row(op, pstart, pidx, aux, leaf, i)
+        if layout is None:
+            i += 1
+            continue
+        act, x0, fan = layout
+        j = i + 1
+        while j < hi and x0 + fan <= i and _layer_row(op, pstart, pidx, aux, leaf, j) == layout:
+            if op[j] != op[i]:
+                break
+            j += 1
+        if x0 + fan > i:  # reads rows at or above its own start: not a layer's unit
+            i += 1
+            continue
+        if start < i:
+            segs.append((SEG_ROWS, start, i))
+        units = j - i
+        params = np.empty(units * (fan + 1), np.int64)
+        for h in range(units):
+            parents = pidx[pstart[i + h] : pstart[i + h + 1]]
+            params[h] = parents[0]  # the bias
+            params[units + h * fan : units + (h + 1) * fan] = parents[1 : 1 + fan]
+        segs.append((SEG_BLOCK, len(blocks), 0))
+        blocks.append((i, units, x0, fan, act, at))
+        wrows.append(params)
+        at += len(params)
+        start = i = j
+    if start < hi:
+        segs.append((SEG_ROWS, start, hi))
+    return (
+        np.array(segs, np.int64).reshape(-1, 3),
+        np.array(blocks, np.int64).reshape(-1, 6),
+        np.concatenate(wrows) if wrows else np.zeros(0, np.int64),
+    )
+
+
+def _layer_row(op, pstart, pidx, aux, leaf, i):
+    """(activation, first input row, fan-in) if row i can be a layer's unit, else None."""
+    o = op[i]
+    if o != kernels.NEURON and o != kernels.AFFINE:
+        return None
+    parents = pidx[pstart[i] : pstart[i + 1]]
+    fan = (len(parents) - 1) // 2
+    if fan < 1 or len(parents) != 2 * fan + 1:
+        return None
+    inputs = parents[1 + fan :]
+    if not leaf[parents[: 1 + fan]].all() or leaf[inputs].any():
+        return None
+    x0 = int(inputs[0])
+    if not np.array_equal(inputs, np.arange(x0, x0 + fan)):
+        return None
+    act = int(aux[i]) if o == kernels.NEURON else 0
+    return act, x0, fan
+
+
+def plan(blocks_found, lanes: int):
+    """The ``dense`` argument of ``kernels.train_epochs``: the blocks plus scratch for ``lanes``."""
+    segs, blocks, wrows = blocks_found
+    units = int(blocks[:, 1].max()) if len(blocks) else 1
+    fan = int(blocks[:, 3].max()) if len(blocks) else 1
+    weights = int((blocks[:, 1] * blocks[:, 3]).max()) if len(blocks) else 1
+    return (segs, blocks, wrows, np.zeros((units, lanes)), np.zeros(weights), np.zeros((lanes, fan)))
+
+
+def rows_only(lo: int, hi: int):
+    """A plan without blocks: every row by the row sweeps (the definition blocks are tested against)."""
+    return (np.array([[SEG_ROWS, lo, hi]], np.int64), np.zeros((0, 6), np.int64), np.zeros(0, np.int64))
