@@ -14,7 +14,7 @@ from .core import OK, Entry, Settings, Workload, close, combine, guarded, measur
 from .mlp import evaluate, reference_train
 from .xor_peers import EPOCHS, NET, PEERS, Peer, X, Y, initial_params
 
-GOAL = 1.5  # tinyml fit at most this many times the hand-written Numba kernel's time
+GOAL = 1.0  # tinyml fit at most this many times the hand-written Numba kernel's time (issue 12)
 KEY = "xor"
 QUICK_EPOCHS = 2_000
 CONVERGED = 1e-2  # SSE over the 4 samples: every prediction within ~0.05 of its target

@@ -1152,13 +1152,16 @@ def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
 # (SEG_BLOCK, k, 0): block k; a block is (first output row, units H, first
 # input row, fan-in n, activation code, offset in wrows), and wrows[offset:]
 # holds its H bias rows, then its H * n weight rows unit by unit. g, gw, xt
-# are scratch of the largest block.
+# are scratch of the largest block. dense_forward and dense_backward are
+# kernels of their own (called once per block and lane chunk, not inlined):
+# fewer reference counts than inlining them (measured on XOR), and their code
+# is compiled once rather than in each specialisation of ``train_epochs``.
 # ---------------------------------------------------------------------------
 SEG_ROWS = 0
 SEG_BLOCK = 1
 
 
-@inline_kernel
+@kernel
 def dense_forward(data, shared, blocks, wrows, k):
     """Block k's rows: data[o0 + h] = act(b_h + sum_j w_hj * data[x0 + j]), every lane;
     each unit adds its bias, then its inputs in order, as ``affine_row``."""
@@ -1184,7 +1187,7 @@ def dense_forward(data, shared, blocks, wrows, k):
     activate(blocks[k, 4], data, o0, o0 + units)
 
 
-@inline_kernel
+@kernel
 def dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, g, gw, xt):
     """Block k's backward: its rows' gradients into biases, weights and input rows;
     the rows' own gradients are left at 0 (as ``backward(..., clear=True)``)."""
