@@ -7,19 +7,25 @@ its value and gradient. Rows are appended by the front-end (``Value``,
 ``nn``, ``Tensor``) and evaluated lazily by the ``evaluate`` kernel, in one
 place, the first time a value is needed: every formula lives in the kernels.
 
-Memory stays bounded without any user call: each ``Value`` handle is tracked
-by a weak reference, and when the arrays are full the graph first *compacts*
+Memory stays bounded without any user call: the graph keeps a list of the
+``Value`` handles made on it, and when the arrays are full it first *compacts*
 (keeps rows reachable from live handles, renumbers those handles) and only
-grows if compaction freed too little. Code that appends several rows at once
-calls :meth:`Graph.reserve` first, while every row it still needs is held by a
-handle, so no compaction can happen between its appends.
+grows if compaction freed too little. The list holds plain references, not
+weak ones (an append costs ~15 ns, a weak reference ~100 ns, and a graph of
+micrograd-sized expressions makes one handle per row): at compaction, a handle
+that nothing but this list refers to (``sys.getrefcount``) is dead, and goes.
+The price: a Graph and its Values form a reference cycle, so a dropped Graph
+is freed by Python's cycle collector rather than at once. Code that appends
+several rows at once calls :meth:`Graph.reserve` first, while every row it
+still needs is held by a handle, so no compaction can happen between its
+appends.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-import weakref
 
 import numpy as np
 
@@ -28,6 +34,20 @@ from .ops import Op
 
 _MIN_CAPACITY = 1024
 _LEAF = int(Op.LEAF)
+
+
+class _Probe:
+    __slots__ = ()
+
+
+def _refcounts(handles: list) -> list[int]:
+    """``sys.getrefcount`` of each element of ``handles``, counted the same way every time."""
+    return list(map(sys.getrefcount, handles))
+
+
+# What _refcounts reports for an object that only its list refers to (2 on CPython
+# 3.11; measured here rather than assumed, as interpreters count differently).
+_UNREFERENCED = _refcounts([_Probe()])[0]
 
 
 class hold_interrupts:
@@ -101,7 +121,9 @@ class Graph:
         self.stamp = 0  # backward pass counter, for `mark`
         self.generation = 0  # bumped whenever rows move or are freed: caches of row numbers expire
         self.compactions = 0  # bumped whenever rows are renumbered (compaction, clear)
-        self._handles: list[weakref.ref] = []
+        self._handles: list = []  # the live Values after the last compaction, and every one made since
+        self._handle_limit = _MIN_CAPACITY  # wrap() prunes the dead from _handles past this length
+        self._bind()
 
     # -- context manager: make this the graph new Values go into ------------
     def __enter__(self) -> Graph:
@@ -124,7 +146,7 @@ class Graph:
     # were not copied go with the copy's next compaction.
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for k in ("_handles", "shared", "shared_grad"):
+        for k in ("_handles", "shared", "shared_grad", *_VIEWS):
             del state[k]
         return state
 
@@ -132,6 +154,7 @@ class Graph:
         self.__dict__.update(writable_arrays(state))
         self._handles = []
         self._set_values(self.data, self.grad)
+        self._bind()
 
     def __copy__(self) -> Graph:
         raise TypeError("a Graph cannot be copied shallowly (both would own one tape); use copy.deepcopy")
@@ -167,6 +190,7 @@ class Graph:
                 self._resize_rows(cap)
             if entries != self.pidx.shape[0]:
                 self.pidx = _resized(self.pidx, entries)
+            self._bind()
 
     def _resize_rows(self, cap: int) -> None:
         with hold_interrupts():  # every array of the new size, or none
@@ -175,6 +199,7 @@ class Graph:
             self._set_values(_resized(self.data, cap), _resized(self.grad, cap))
             self.mark = _resized(self.mark, cap)
             self.pstart = _resized(self.pstart, cap + 1)
+            self._bind()
 
     def _set_values(self, data: np.ndarray, grad: np.ndarray) -> None:
         """Install the (rows, 1) value and gradient arrays, and the 1-D views of
@@ -182,19 +207,40 @@ class Graph:
         self.data, self.grad = data, grad
         self.shared, self.shared_grad = data[:, 0], grad[:, 0]
 
+    def _bind(self) -> None:
+        """Make the fast-path views of the current arrays (after they were replaced).
+
+        ``Value``'s operators append rows through these: a ``memoryview`` item
+        write costs about 20 ns, a NumPy scalar one 35 ns. ``_rows_cap`` and
+        ``_entries_cap`` are the arrays' sizes as plain ints, for the room check.
+        """
+        self._op_mv = memoryview(self.op)
+        self._pstart_mv = memoryview(self.pstart)
+        self._pidx_mv = memoryview(self.pidx)
+        self._aux_mv = memoryview(self.aux)
+        self._data_mv = memoryview(self.shared)
+        self._grad_mv = memoryview(self.shared_grad)
+        self._rows_cap = int(self.op.shape[0])
+        self._entries_cap = int(self.pidx.shape[0])
+
+    def _prune(self) -> None:
+        """Drop from ``_handles`` the Values nothing else refers to (their rows stay)."""
+        handles = self._handles
+        self._handles = [v for v, c in zip(handles, _refcounts(handles)) if c > _UNREFERENCED]
+        self._handle_limit = 2 * len(self._handles) + _MIN_CAPACITY
+
     def collect(self) -> int:
         """Drop every row that no live ``Value`` depends on; returns rows freed.
 
         Runs automatically when the tape is full; safe to call at any time
         from user code (but not in the middle of a multi-row append).
         """
-        live = []
+        handles = self._handles
+        counts = _refcounts(handles)
+        live = [v for v, c in zip(handles, counts) if c > _UNREFERENCED and v._row >= 0]
+        del handles, counts
         keep = np.zeros(self.n, np.bool_)
-        for ref in self._handles:
-            v = ref()
-            if v is not None and v._row >= 0:
-                keep[v._row] = True
-                live.append(ref)
+        keep[[v._row for v in live]] = True
         with hold_interrupts():  # rows move, then handles follow: both or neither
             before = self.n
             m, n_eval, new_index = kernels.compact(
@@ -203,11 +249,10 @@ class Graph:
             m = int(m)
             self._vacate(m, before)
             index = new_index.tolist()
-            for ref in live:
-                v = ref()
-                if v is not None:
-                    v._row = index[v._row]
+            for v in live:
+                v._row = index[v._row]
             self._handles = live
+            self._handle_limit = 2 * len(live) + _MIN_CAPACITY
             self.n = m
             self.entries = int(self.pstart[m])
             self.n_eval = int(n_eval)
@@ -224,10 +269,8 @@ class Graph:
         compaction makes this unnecessary for memory; it is a hard reset.
         """
         with hold_interrupts():  # every handle and row, or none
-            for ref in self._handles:
-                v = ref()
-                if v is not None:
-                    v._row = -1
+            for v in self._handles:
+                v._row = -1
             self._handles = []
             self._vacate(0, self.n)
             self.n = 0
@@ -255,14 +298,11 @@ class Graph:
             raise ValueError(f"rewind: checkpoint row {mark} is beyond the tape's {self.n} rows")
         with hold_interrupts():  # every handle and row, or none
             live = []
-            for ref in self._handles:
-                v = ref()
-                if v is None:
-                    continue
+            for v in self._handles:
                 if v._row >= mark:
                     v._row = -1
                 else:
-                    live.append(ref)
+                    live.append(v)
             self._handles = live
             self._vacate(mark, self.n)
             self.n = mark
@@ -356,26 +396,41 @@ class Graph:
         return range(n, n + m)
 
     # -- evaluation --------------------------------------------------------------
-    def _tape(self) -> tuple:
-        """The tape's arrays in ``kernels.Tape`` order, as a plain tuple (quicker for
-        Numba's dispatcher to type than the NamedTuple)."""
-        return self.op, self.pstart, self.pidx, self.aux, self.data, self.grad, self.shared, self.shared_grad
-
+    # The eager entry points take the arrays loose (see kernels.eager_evaluate):
+    # one call per .data read or backward(), so their fixed cost is the point.
     def evaluate(self) -> None:
         """Compute every row appended since the last evaluation."""
         if self.n_eval < self.n:
             if kernels.notice_pending:
-                kernels.notice_compile("forward")
-            kernels.evaluate(self._tape(), self.n_eval, self.n)
+                kernels.notice_compile("eager_evaluate")
+            kernels.eager_evaluate(
+                self.op, self.pstart, self.pidx, self.aux, self.data, self.grad, self.n_eval, self.n
+            )
             self.n_eval = self.n
 
     def backward(self, root: int) -> None:
         """Evaluate pending rows, then accumulate d(root)/d(leaf) into every leaf."""
-        self.stamp += 1
+        self.stamp = stamp = self.stamp + 1
+        n = self.n
         if kernels.notice_pending:
-            kernels.notice_compile("eager_backward")
-        kernels.eager_backward(self._tape(), self.mark, self.stamp, self.n_eval, self.n, root)
-        self.n_eval = self.n
+            kernels.notice_compile("eager_gradients")
+        kernels.eager_gradients(
+            self.op,
+            self.pstart,
+            self.pidx,
+            self.aux,
+            self.data,
+            self.grad,
+            self.mark,
+            stamp,
+            self.n_eval,
+            n,
+            root,
+        )
+        self.n_eval = n
+
+
+_VIEWS = ("_op_mv", "_pstart_mv", "_pidx_mv", "_aux_mv", "_data_mv", "_grad_mv")
 
 
 def _resized(a: np.ndarray, length: int) -> np.ndarray:

@@ -47,7 +47,7 @@ def kernel(fn):
 
 COMPILING = "tinyml: compiling kernels for this machine (first run only, a few seconds)"
 notice_pending = True  # until every entry kernel has been checked once (see `notice_compile`)
-_unchecked = {"forward", "eager_backward", "train_epochs", "predict_batch"}
+_unchecked = {"eager_evaluate", "eager_gradients", "train_epochs", "predict_batch"}
 
 
 def notice_compile(name: str) -> None:
@@ -775,9 +775,6 @@ def forward(tape, lo, hi):
         i += 1
 
 
-evaluate = forward  # the eager graph's name for it (Graph.evaluate)
-
-
 # ---------------------------------------------------------------------------
 # Backward: each row's gradient, times each local derivative, into its parents
 # ---------------------------------------------------------------------------
@@ -1009,11 +1006,32 @@ def backward(tape, lo, hi, mark, stamp, clear, g):
 
 
 # ---------------------------------------------------------------------------
-# Eager backward: evaluate what is pending, then backprop from one root
+# Eager entry points: what one `.data` read and one `backward()` call
 # ---------------------------------------------------------------------------
-@kernel
-def eager_backward(tape, mark, stamp, n_eval, n, root):
-    """Forward rows ``n_eval..n-1``, then reverse-mode from ``root``.
+# A micrograd-sized graph (30 rows) is swept in well under a microsecond, so
+# here the fixed cost of a call is what counts. These take the tape's arrays
+# loose, not as a Tape: Numba's dispatcher types an array argument in C but a
+# tuple in Python (0.5 to 1 us a call), and unboxing each array costs ~0.1 us,
+# so the shared views are made inside from ``data`` and ``grad`` rather than
+# passed. No ``nogil``: releasing and taking back the GIL costs ~0.2 us a call.
+EAGER_OPTIONS = {"cache": True, "error_model": "numpy"}
+
+
+@inline_kernel
+def eager_tape(op, pstart, pidx, aux, data, grad):
+    """The one-lane eager graph as a Tape: ``shared``/``shared_grad`` are ``data``/``grad`` flattened."""
+    return (op, pstart, pidx, aux, data, grad, data.reshape(data.shape[0]), grad.reshape(grad.shape[0]))
+
+
+@njit(**EAGER_OPTIONS)
+def eager_evaluate(op, pstart, pidx, aux, data, grad, lo, hi):
+    """Evaluate rows ``lo <= i < hi`` of the eager graph (``Graph.evaluate``)."""
+    forward(eager_tape(op, pstart, pidx, aux, data, grad), lo, hi)
+
+
+@njit(**EAGER_OPTIONS)
+def eager_gradients(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, root):
+    """Forward rows ``n_eval..n-1``, then reverse-mode from ``root`` (``Graph.backward``).
 
     The ancestors of ``root`` are stamped in ``mark`` by one descending sweep
     from the root (rows only have parents below them, so a sweep that counts
@@ -1022,19 +1040,23 @@ def eager_backward(tape, mark, stamp, n_eval, n, root):
     no stack to chase, so it runs at memory speed. Each leaf ancestor
     collects this pass's contributions from 0 and then adds their sum to the
     gradient it held, as PyTorch does, so a second identical call adds
-    exactly the same amount (doubling it) and leaves accumulate until zeroed.
-    Only stamped rows are swept, so rows that are not ancestors are neither
-    touched nor able to leak a 0 * inf = NaN into the result. ``shared`` and
-    ``shared_grad`` are views of ``data[:, 0]`` and ``grad[:, 0]`` (one lane).
+    exactly the same amount (doubling it) and leaves accumulate until
+    zeroed. Only stamped rows are swept, so rows that are not ancestors are
+    neither touched nor able to leak a 0 * inf = NaN into the result.
+
+    The leaves are counted by the first sweep and listed by a second one,
+    into arrays allocated in between: an array reassigned inside a loop
+    (a growing list) makes Numba take and drop references on every pass,
+    ~190 ns a row.
     """
-    op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
-    evaluate(tape, n_eval, n)
+    tape = eager_tape(op, pstart, pidx, aux, data, grad)
+    shared_grad = tape[7]
+    forward(tape, n_eval, n)
     if op[root] == LEAF:
         shared_grad[root] += 1.0
         return
-    leaves = np.empty(64, np.int64)
-    n_leaves = 0
     mark[root] = stamp
+    n_leaves = 0
     pending = 1  # stamped rows (not leaves) that the sweep has still to reach
     i = root
     while pending > 0:
@@ -1046,31 +1068,28 @@ def eager_backward(tape, mark, stamp, n_eval, n, root):
                 if mark[p] != stamp:
                     mark[p] = stamp
                     if op[p] == LEAF:
-                        if n_leaves == leaves.shape[0]:
-                            leaves = grow(leaves, n_leaves, 2 * n_leaves)
-                        leaves[n_leaves] = p
                         n_leaves += 1
                     else:
                         pending += 1
         i -= 1
     lo = i + 1
-    held = np.empty(n_leaves)
-    for k in range(n_leaves):
-        held[k] = shared_grad[leaves[k]]
-        shared_grad[leaves[k]] = 0.0
+    leaves = np.empty(n_leaves, np.int64)
+    held = np.empty(n_leaves)  # the gradient each leaf held before this pass
+    j = 0
+    for i in range(lo, root + 1):
+        if mark[i] == stamp and op[i] != LEAF:
+            for k in range(pstart[i], pstart[i + 1]):
+                p = pidx[k]
+                if op[p] == LEAF and mark[p] == stamp:
+                    mark[p] = -stamp  # listed (the backward sweep skips leaves whatever their mark)
+                    leaves[j] = p
+                    held[j] = shared_grad[p]
+                    shared_grad[p] = 0.0
+                    j += 1
     grad[root, 0] = 1.0
     backward(tape, lo, root + 1, mark, stamp, False, np.empty(1))
     for k in range(n_leaves):
         shared_grad[leaves[k]] = held[k] + shared_grad[leaves[k]]
-
-
-@kernel
-def grow(a, used, size):
-    """A copy of ``a[:used]`` in a new array of ``size`` entries (an explicit stack's growth)."""
-    b = np.empty(size, a.dtype)
-    for k in range(used):  # a loop: a slice assignment compiles seconds of shape checks
-        b[k] = a[k]
-    return b
 
 
 @kernel

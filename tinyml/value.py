@@ -3,20 +3,30 @@
 A Value is only a handle ``(graph, row)``; its number lives in
 ``graph.data[row]``. Operators append rows; nothing is computed until a value
 or gradient is needed (then one kernel call evaluates every pending row).
+
+An operator is the first cost a micrograd user measures, so its path is
+short: the operator method, then ``_unary`` or ``_binary``, which check
+the operands, write the row through the graph's memoryviews and make the
+handle, with no further Python call unless the tape is full. Constants are
+folded into the row (``x + 1`` is one ADD_C row with aux 1, no leaf for 1).
 """
 
 from __future__ import annotations
 
 import numbers
-import weakref
 from collections.abc import Iterable
 
 import numpy as np
 
-from .graph import Graph, current_graph
+from .graph import Graph, _state, current_graph
 from .ops import Op
 
 _LEAF = int(Op.LEAF)
+# plain ints: a memoryview takes them quicker than IntEnum members
+_ADD, _SUB, _MUL, _DIV, _POW = int(Op.ADD), int(Op.SUB), int(Op.MUL), int(Op.DIV), int(Op.POW)
+_ADD_C, _MUL_C, _DIV_C, _POW_C = int(Op.ADD_C), int(Op.MUL_C), int(Op.DIV_C), int(Op.POW_C)
+_RSUB_C, _RDIV_C = int(Op.RSUB_C), int(Op.RDIV_C)
+_NEG, _RELU, _ABS = int(Op.NEG), int(Op.RELU), int(Op.ABS)
 
 
 def _operand(x: object) -> float | None:
@@ -67,12 +77,18 @@ def real_array(a: object, what: str) -> np.ndarray:
 
 
 def wrap(graph: Graph, row: int) -> Value:
-    """A new handle on ``row``, tracked (weakly) so compaction keeps and renumbers it."""
-    v = Value.__new__(Value)
+    """A new handle on ``row``, registered so compaction keeps and renumbers it."""
+    v = _new(Value)
     v._graph = graph
     v._row = row
-    graph._handles.append(weakref.ref(v))
+    handles = graph._handles
+    handles.append(v)
+    if len(handles) > graph._handle_limit:  # handles made without rows (copies): no compaction comes
+        graph._prune()
     return v
+
+
+_new = object.__new__  # a handle without __init__: its two slots are set by the caller
 
 
 def _stale(v: Value) -> RuntimeError:
@@ -102,22 +118,68 @@ def same_graph(values: Iterable[Value]) -> Graph:
     return graph if graph is not None else current_graph()
 
 
-def _unary(op: int, a: Value, aux: float = 0.0) -> Value:
+# The appends below keep the tape's interrupt safety (see "Interrupt safety" in
+# graph.py): they write the free row and entries beyond ``n``/``entries``, then
+# publish both counters in one statement with no call in it; a KeyboardInterrupt
+# before that puts the row back to its free state. A handle is made only after.
+def _unary(op: int, a: Value, aux: float | int = 0.0) -> Value:
+    """Append the row ``op(a)`` (constant ``aux``) and return its handle."""
     g = a._graph
-    if a._row < 0:
+    ra = a._row
+    if ra < 0:
         raise _stale(a)
-    g.reserve(1, 1)
-    return wrap(g, g.push(op, (a._row,), aux))
+    n = g.n
+    s = g.entries
+    if n >= g._rows_cap or s >= g._entries_cap:
+        g.reserve(1, 1)  # may compact: rows move
+        n, s, ra = g.n, g.entries, a._row
+    try:
+        g._pidx_mv[s] = ra
+        g._pstart_mv[n + 1] = s + 1
+        g._op_mv[n] = op
+        if aux:
+            g._aux_mv[n] = aux
+        g.entries, g.n = s + 1, n + 1  # publish
+    except BaseException:  # before publishing: row n back to free (no call here)
+        g._op_mv[n] = _LEAF
+        g._aux_mv[n] = 0.0
+        raise
+    v = _new(Value)
+    v._graph = g
+    v._row = n
+    g._handles.append(v)
+    return v
 
 
 def _binary(op: int, a: Value, b: Value) -> Value:
+    """Append the row ``op(a, b)`` and return its handle."""
     g = a._graph
     if b._graph is not g:
-        same_graph((a, b))
-    if a._row < 0 or b._row < 0:
-        raise _stale(a if a._row < 0 else b)
-    g.reserve(1, 2)
-    return wrap(g, g.push(op, (a._row, b._row)))
+        same_graph((a, b))  # raises
+    ra = a._row
+    rb = b._row
+    if ra < 0 or rb < 0:
+        raise _stale(a if ra < 0 else b)
+    n = g.n
+    s = g.entries
+    if n >= g._rows_cap or s + 2 > g._entries_cap:
+        g.reserve(1, 2)  # may compact: rows move
+        n, s, ra, rb = g.n, g.entries, a._row, b._row
+    try:
+        pidx = g._pidx_mv
+        pidx[s] = ra
+        pidx[s + 1] = rb
+        g._pstart_mv[n + 1] = s + 2
+        g._op_mv[n] = op
+        g.entries, g.n = s + 2, n + 1  # publish
+    except BaseException:  # before publishing: row n back to free (no call here)
+        g._op_mv[n] = _LEAF
+        raise
+    v = _new(Value)
+    v._graph = g
+    v._row = n
+    g._handles.append(v)
+    return v
 
 
 class Value:
@@ -130,18 +192,33 @@ class Value:
     pass that reached them.
     """
 
-    __slots__ = ("_graph", "_row", "__weakref__")
+    __slots__ = ("_graph", "_row", "__weakref__")  # __weakref__: for users' own weak references
     __array_ufunc__ = None  # make numpy scalars defer to our reflected operators
 
     def __init__(self, data: float, graph: Graph | None = None) -> None:
-        value = _number(data, "Value(data)")
-        if graph is not None and not isinstance(graph, Graph):
+        if type(data) is not float:
+            data = _number(data, "Value(data)")
+        if graph is None:
+            g = _state.graph
+        elif isinstance(graph, Graph):
+            g = graph
+        else:
             raise TypeError(f"Value(graph=...): expected a tm.Graph, got {type(graph).__name__}")
-        g = current_graph() if graph is None else graph
-        g.reserve(1, 0)
+        n = g.n
+        if n >= g._rows_cap:
+            g.reserve(1, 0)
+            n = g.n
+        # Graph.push_leaf, inline: a free row's data is never read, so only the
+        # counters need publishing (one statement, no call in it)
+        g._data_mv[n] = data
+        g._pstart_mv[n + 1] = g.entries
+        if g.n_eval == n:  # a leaf needs no evaluation
+            g.n, g.n_eval = n + 1, n + 1  # publish
+        else:
+            g.n = n + 1  # publish
         self._graph = g
-        self._row = g.push_leaf(value)
-        g._handles.append(weakref.ref(self))
+        self._row = n
+        g._handles.append(self)
 
     def __reduce__(self):
         # copy.copy, copy.deepcopy and pickle: a new handle, registered with its
@@ -157,7 +234,7 @@ class Value:
             raise _stale(self)
         if r >= g.n_eval:
             g.evaluate()
-        return g.data.item(r)
+        return g._data_mv[r]
 
     @data.setter
     def data(self, value: float) -> None:
@@ -172,9 +249,10 @@ class Value:
 
     @property
     def grad(self) -> float:
-        if self._row < 0:
+        r = self._row
+        if r < 0:
             raise _stale(self)
-        return self._graph.grad.item(self._row)
+        return self._graph._grad_mv[r]
 
     @property
     def graph(self) -> Graph:
@@ -208,64 +286,94 @@ class Value:
         return f"Value(data={self.data!r}, grad={self.grad!r})"
 
     # -- arithmetic ----------------------------------------------------------
+    # A float or int constant goes straight into the row's aux (the memoryview
+    # converts an int); any other real number through _operand; anything else
+    # gives NotImplemented, so Python tries the other operand.
     def __add__(self, other: Value | float) -> Value:
-        if type(other) is Value:
-            return _binary(Op.ADD, self, other)
+        t = type(other)
+        if t is Value:
+            return _binary(_ADD, self, other)
+        if t is float or t is int:
+            return _unary(_ADD_C, self, other)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.ADD_C, self, c)
+        return NotImplemented if c is None else _unary(_ADD_C, self, c)
 
     def __radd__(self, other: float) -> Value:
+        t = type(other)
+        if t is float or t is int:
+            return _unary(_ADD_C, self, other)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.ADD_C, self, c)
+        return NotImplemented if c is None else _unary(_ADD_C, self, c)
 
     def __sub__(self, other: Value | float) -> Value:
-        if type(other) is Value:
-            return _binary(Op.SUB, self, other)
+        t = type(other)
+        if t is Value:
+            return _binary(_SUB, self, other)
+        if t is float or t is int:
+            return _unary(_ADD_C, self, -other)  # x - c == x + (-c)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.ADD_C, self, -c)  # x - c == x + (-c)
+        return NotImplemented if c is None else _unary(_ADD_C, self, -c)
 
     def __rsub__(self, other: float) -> Value:
+        t = type(other)
+        if t is float or t is int:
+            return _unary(_RSUB_C, self, other)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.RSUB_C, self, c)
+        return NotImplemented if c is None else _unary(_RSUB_C, self, c)
 
     def __mul__(self, other: Value | float) -> Value:
-        if type(other) is Value:
-            return _binary(Op.MUL, self, other)
+        t = type(other)
+        if t is Value:
+            return _binary(_MUL, self, other)
+        if t is float or t is int:
+            return _unary(_MUL_C, self, other)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.MUL_C, self, c)
+        return NotImplemented if c is None else _unary(_MUL_C, self, c)
 
     def __rmul__(self, other: float) -> Value:
+        t = type(other)
+        if t is float or t is int:
+            return _unary(_MUL_C, self, other)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.MUL_C, self, c)
+        return NotImplemented if c is None else _unary(_MUL_C, self, c)
 
     def __truediv__(self, other: Value | float) -> Value:
-        if type(other) is Value:
-            return _binary(Op.DIV, self, other)
+        t = type(other)
+        if t is Value:
+            return _binary(_DIV, self, other)
+        if t is float or t is int:
+            return _unary(_DIV_C, self, other)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.DIV_C, self, c)
+        return NotImplemented if c is None else _unary(_DIV_C, self, c)
 
     def __rtruediv__(self, other: float) -> Value:
+        t = type(other)
+        if t is float or t is int:
+            return _unary(_RDIV_C, self, other)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.RDIV_C, self, c)
+        return NotImplemented if c is None else _unary(_RDIV_C, self, c)
 
     def __pow__(self, other: Value | float) -> Value:
-        if type(other) is Value:
-            return _binary(Op.POW, self, other)
+        t = type(other)
+        if t is Value:
+            return _binary(_POW, self, other)
+        if t is float or t is int:
+            return _unary(_POW_C, self, other)
         c = _operand(other)
-        return NotImplemented if c is None else _unary(Op.POW_C, self, c)
+        return NotImplemented if c is None else _unary(_POW_C, self, c)
 
     def __rpow__(self, other: float) -> Value:
         c = _operand(other)
-        return NotImplemented if c is None else _binary(Op.POW, Value(c, self._graph), self)
+        return NotImplemented if c is None else _binary(_POW, Value(c, self._graph), self)
 
     def __neg__(self) -> Value:
-        return _unary(Op.NEG, self)
+        return _unary(_NEG, self)
 
     def __pos__(self) -> Value:
         return self
 
     def __abs__(self) -> Value:
-        return _unary(Op.ABS, self)
+        return _unary(_ABS, self)
 
     # Seed-style names (the Rust original's API): Value.add(a, b) etc.
     def add(self, other: Value | float) -> Value:
@@ -288,7 +396,7 @@ class Value:
 
     # -- activations and elementary functions ---------------------------------
     def relu(self) -> Value:
-        return _unary(Op.RELU, self)
+        return _unary(_RELU, self)
 
     def tanh(self) -> Value:
         return _unary(Op.TANH, self)
