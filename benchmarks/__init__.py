@@ -19,4 +19,5 @@ WORKLOADS = {
     "cnn": "cnn",
     "lstm": "lstm",
     "wide": "wide",
+    "expression": "expression",
 }

@@ -79,7 +79,7 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
     # keyed "<workload>.<part>" or by a name of their own, as the cnn's "bn")
     ran = {k.split(".")[0] for k in keys}
     assert [w for w in WORKLOADS if w not in ran] == []
-    assert {"memory.tape", "memory.rss", "ensemble.sweep", "bn"} <= set(keys)
+    assert {"memory.tape", "memory.rss", "ensemble.sweep", "bn", "expression.costs"} <= set(keys)
     got = entries(report)
     for activation in tm.Activation:  # workload 9: every activation trained and checked
         assert got[("activations", activation.value)]["check"] == "ok", activation
@@ -105,6 +105,7 @@ def test_quick_mode_runs_every_workload_and_every_check_passes(tmp_path):
         assert got[("xor", name)]["final_loss"] < 1e-2
     assert got[("eager", "tinyml eager")]["status"] == "ok"
     assert got[("startup", "xor_demo.py cold")]["status"] == "ok"
+    assert got[("expression", "tinyml")]["check"] == "ok"  # micrograd's values and gradients
     if installed("sklearn"):
         assert got[("digits", "numba (hand-written)")]["status"] == "ok"
         assert got[("sklearn", "tinyml.sklearn")]["status"] == "ok"

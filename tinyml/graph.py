@@ -23,6 +23,8 @@ appends.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import signal
 import sys
 import threading
@@ -40,9 +42,12 @@ class _Probe:
     __slots__ = ()
 
 
-def _refcounts(handles: list) -> list[int]:
-    """``sys.getrefcount`` of each element of ``handles``, counted the same way every time."""
-    return list(map(sys.getrefcount, handles))
+def _refcounts(handles: list) -> np.ndarray:
+    """``sys.getrefcount`` of each element of ``handles`` (int64), counted the same way every time."""
+    return np.fromiter(map(sys.getrefcount, handles), np.int64, len(handles))
+
+
+_row_of = operator.attrgetter("_row")
 
 
 # What _refcounts reports for an object that only its list refers to (2 on CPython
@@ -226,7 +231,7 @@ class Graph:
     def _prune(self) -> None:
         """Drop from ``_handles`` the Values nothing else refers to (their rows stay)."""
         handles = self._handles
-        self._handles = [v for v, c in zip(handles, _refcounts(handles)) if c > _UNREFERENCED]
+        self._handles = list(itertools.compress(handles, (_refcounts(handles) > _UNREFERENCED).tolist()))
         self._handle_limit = 2 * len(self._handles) + _MIN_CAPACITY
 
     def collect(self) -> int:
@@ -236,11 +241,15 @@ class Graph:
         from user code (but not in the middle of a multi-row append).
         """
         handles = self._handles
-        counts = _refcounts(handles)
-        live = [v for v, c in zip(handles, counts) if c > _UNREFERENCED and v._row >= 0]
-        del handles, counts
+        held = _refcounts(handles) > _UNREFERENCED  # by something other than this list
+        live = list(itertools.compress(handles, held.tolist()))
+        del handles
+        rows = np.fromiter(map(_row_of, live), np.int64, len(live))
+        if (rows < 0).any():  # freed handles (a rewind) still held by the user
+            live = [v for v in live if v._row >= 0]
+            rows = rows[rows >= 0]
         keep = np.zeros(self.n, np.bool_)
-        keep[[v._row for v in live]] = True
+        keep[rows] = True
         with hold_interrupts():  # rows move, then handles follow: both or neither
             before = self.n
             m, n_eval, new_index = kernels.compact(
@@ -248,9 +257,8 @@ class Graph:
             )
             m = int(m)
             self._vacate(m, before)
-            index = new_index.tolist()
-            for v in live:
-                v._row = index[v._row]
+            for v, row in zip(live, new_index[rows].tolist()):
+                v._row = row
             self._handles = live
             self._handle_limit = 2 * len(live) + _MIN_CAPACITY
             self.n = m
