@@ -600,3 +600,103 @@ def test_api_md_example():
 def test_item_and_float():
     a = Value(2.5) * 2
     assert a.item() == 5.0 and float(a) == 5.0
+
+
+# ---------------------------------------------------------------------------
+# The operators' own appends (value.py writes rows without Graph.push)
+# ---------------------------------------------------------------------------
+_OPERATOR_APPENDS = {
+    "binary": lambda g, h: h["p"] * h["q"],
+    "constant": lambda g, h: h["p"] + 3.0,
+    "reflected": lambda g, h: 2 / h["q"],
+    "unary": lambda g, h: h["p"].relu(),
+    "leaf": lambda g, h: Value(5.0, g),
+    "when_full": lambda g, h: [h["p"] * h["q"] for _ in range(2 * g.capacity)][-1],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_OPERATOR_APPENDS))
+def test_ctrl_c_at_any_line_of_an_operator_leaves_the_tape_before_or_after(name):
+    """As the graph.py test of the same name, for value.py's lines: SIGINT lands on
+    each line an operator runs in turn; the tape is then exactly as before or as
+    after (``when_full`` compacts on the way: results only), and still computes right."""
+    import sys
+
+    from tinyml import value as value_module
+
+    from .test_engine import _interrupt_setup, _signal_at_line, _tape
+
+    def held(h):
+        return [h["p"], h["q"], h["c"], *h["t"].flat_values()]
+
+    g, h = _interrupt_setup()
+    before = _tape(g, held(h))
+    tracer, seen = _signal_at_line(value_module.__file__, at=-1)
+    sys.settrace(tracer)
+    try:
+        _OPERATOR_APPENDS[name](g, h)
+    finally:
+        sys.settrace(None)
+    after = _tape(g, held(h))
+    assert before != after and seen[0] > 2
+    for at in range(min(seen[0], 400)):
+        g, h = _interrupt_setup()
+        tracer, _ = _signal_at_line(value_module.__file__, at)
+        sys.settrace(tracer)
+        try:
+            _OPERATOR_APPENDS[name](g, h)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        if name != "when_full":
+            assert _tape(g, held(h)) in (before, after), f"interrupted at line event {at} of {name}"
+        with g:
+            p, q = h["p"], h["q"]
+            y = p * q + 1.0
+            y.backward()
+            assert (y.data, p.grad, q.grad) == (33.0, 8.0, 4.0)
+            assert (h["t"] * 2.0).sum().data == 20.0
+            assert (2 / q).data == 0.25 and Value(7.0).data == 7.0
+
+
+def test_compaction_keeps_values_held_anywhere_and_frees_dropped_ones(own_graph):
+    """Handles are found live by their reference count: held in a dict, a closure or a
+    tuple they survive; dropped, or held only by garbage cycles (after gc), they go."""
+    import gc
+
+    a = Value(3.0)
+    in_dict = {"x": a * 2.0}
+    in_tuple = (a + 1.0,)
+    closure = (lambda hidden: lambda: hidden)(a.exp())  # held by a closure cell only
+    cycle = [a * 5.0]
+    cycle.append(cycle)  # a garbage cycle once dropped
+    del cycle
+    for _ in range(50):
+        a * 7.0  # dropped at once
+    gc.collect()
+    own_graph.collect()
+    assert len(own_graph) == 4  # a and the three held rows
+    assert (in_dict["x"].data, in_tuple[0].data, closure().data) == (6.0, 4.0, math.exp(3.0))
+
+
+def test_copying_handles_in_a_loop_keeps_their_list_bounded(own_graph):
+    import copy
+
+    a = Value(1.5)
+    for _ in range(20_000):
+        copy.copy(a)  # a handle without a row: no compaction comes, the list is pruned
+    assert len(own_graph._handles) < 3_000
+    assert copy.copy(a).data == 1.5 and len(own_graph) == 1
+
+
+def test_a_freed_handle_still_held_survives_compactions(own_graph):
+    a = Value(2.0)
+    mark = own_graph.checkpoint()
+    stale = a * 3.0
+    assert own_graph.rewind(mark)
+    for _ in range(3):
+        own_graph.collect()
+    with pytest.raises(RuntimeError, match="freed"):
+        stale + 1.0
+    assert (a * 4.0).data == 8.0
