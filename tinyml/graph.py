@@ -4,7 +4,7 @@ A row is a node. ``op[i]`` says what it computes, its parents are
 ``pidx[pstart[i]:pstart[i+1]]`` (always rows < i, so row order is a
 topological order), ``aux[i]`` is an op constant, ``data[i]``/``grad[i]``
 its value and gradient. Rows are appended by the front-end (``Value``,
-``nn``, ``Tensor``) and evaluated lazily by the ``evaluate`` kernel, in one
+``nn``, ``Tensor``) and evaluated lazily by the ``eager_evaluate`` kernel, in one
 place, the first time a value is needed: every formula lives in the kernels.
 
 Memory stays bounded without any user call: the graph keeps a list of the
