@@ -1,4 +1,4 @@
-"""Workload 10: micrograd's own README expression, built and backpropagated per iteration.
+"""Workload 13: micrograd's own README expression, built and backpropagated per iteration.
 
 The expression of micrograd's README (about 25 operators on two leaves), then
 ``g.backward()``, in a fresh graph every iteration, as a micrograd user
@@ -98,7 +98,7 @@ PEERS = {"tinyml": _tinyml, "micrograd": _micrograd, "torch eager (1 thread)": _
 
 
 def run(settings: Settings) -> list[Workload]:
-    title = "10. micrograd's README expression, built + backward each iteration"
+    title = "13. micrograd's README expression, built + backward each iteration"
     w = Workload(KEY, title, "us/iter", "tinyml")
     n = settings.pick(20_000, 200)
     results = {}
@@ -110,7 +110,7 @@ def run(settings: Settings) -> list[Workload]:
     time_goal(w, settings, "tinyml", "micrograd", GOAL, "tinyml's time / micrograd's")
     w.notes.append(f"reference (C++, quoted, not run): BurTorch {BURTORCH_US} us/iteration")
 
-    costs = Workload(KEY + ".costs", "10b. tinyml's fixed costs on that expression", "us")
+    costs = Workload(KEY + ".costs", "13b. tinyml's fixed costs on that expression", "us")
     guarded(costs, "backward() of the built expression", lambda e: _backward_alone(e, settings))
     guarded(costs, ".data read that evaluates it", lambda e: _data_alone(e, settings))
     guarded(costs, "build, per row", lambda e: _build_per_row(e, settings))
