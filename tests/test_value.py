@@ -700,3 +700,18 @@ def test_a_freed_handle_still_held_survives_compactions(own_graph):
     with pytest.raises(RuntimeError, match="freed"):
         stale + 1.0
     assert (a * 4.0).data == 8.0
+
+
+def test_a_dropped_graph_is_freed_by_the_cycle_collector():
+    """A Graph and the Values it lists refer to each other: dropped, gc frees them."""
+    import gc
+    import weakref
+
+    g = tm.Graph()
+    with g:
+        x = (Value(1.0) * 2.0).relu()
+        assert x.data == 2.0
+    ref = weakref.ref(g)
+    del g, x
+    gc.collect()
+    assert ref() is None
