@@ -409,7 +409,8 @@ class Graph:
     def evaluate(self) -> None:
         """Compute every row appended since the last evaluation."""
         if self.n_eval < self.n:
-            if kernels.notice_pending:
+            if _first_use["eager_evaluate"]:
+                _first_use["eager_evaluate"] = False
                 kernels.notice_compile("eager_evaluate")
             kernels.eager_evaluate(
                 self.op, self.pstart, self.pidx, self.aux, self.data, self.grad, self.n_eval, self.n
@@ -420,7 +421,8 @@ class Graph:
         """Evaluate pending rows, then accumulate d(root)/d(leaf) into every leaf."""
         self.stamp = stamp = self.stamp + 1
         n = self.n
-        if kernels.notice_pending:
+        if _first_use["eager_gradients"]:
+            _first_use["eager_gradients"] = False
             kernels.notice_compile("eager_gradients")
         kernels.eager_gradients(
             self.op,
@@ -437,6 +439,11 @@ class Graph:
         )
         self.n_eval = n
 
+
+# Whether each eager entry is yet to be called in this process (then kernels.notice_compile
+# says so if it is about to compile). A dict lookup here, not a call per .data read or
+# backward(): kernels.notice_pending stays true in a program that never trains.
+_first_use = {"eager_evaluate": True, "eager_gradients": True}
 
 _VIEWS = ("_op_mv", "_pstart_mv", "_pidx_mv", "_aux_mv", "_data_mv", "_grad_mv")
 
