@@ -138,8 +138,9 @@ def _measure(e: Entry, name: str, make, n: int, settings: Settings, results: dic
 
 
 def _best_us(stmt, number: int, settings: Settings) -> float:
-    """The best of several short timings, in us per call (costs of a microsecond or so)."""
-    return min(timeit.repeat(stmt, number=number, repeat=max(5, settings.repeats))) / number * 1e6
+    """The best of many short timings, in us per call (costs of a microsecond or so): short,
+    so that some of them run between two preemptions of this process on a shared machine."""
+    return min(timeit.repeat(stmt, number=number, repeat=settings.pick(50, 5))) / number * 1e6
 
 
 def _built():
@@ -156,7 +157,7 @@ def _backward_alone(e: Entry, settings: Settings) -> None:
     graph, a, b, g = _built()
     g.backward()
     first = [g.data, a.grad, b.grad]
-    e.value = _best_us(g.backward, settings.pick(20_000, 200), settings)  # leaves accumulate; same work
+    e.value = _best_us(g.backward, settings.pick(2_000, 200), settings)  # leaves accumulate; same work
     e.note = f"{len(graph)} rows"
     e.check = close(first, WANT, 1e-12, 0.0, "the first backward vs micrograd's")
 
@@ -169,7 +170,7 @@ def _data_alone(e: Entry, settings: Settings) -> None:
         graph.n_eval = 0  # every row pending again (leaves keep their data): one evaluation per read
         return g.data
 
-    e.value = _best_us(read, settings.pick(20_000, 200), settings)
+    e.value = _best_us(read, settings.pick(2_000, 200), settings)
     e.note = f"{len(graph)} rows evaluated per read"
     again = read()
     e.check = OK if again == first else f"FAILED: re-evaluation gave {again!r}, first {first!r}"
@@ -185,7 +186,7 @@ def _build_per_row(e: Entry, settings: Settings) -> None:
         with graph:
             build(tm.Value, lambda x: x.relu())
 
-    e.value = _best_us(one, settings.pick(5_000, 100), settings) / rows
+    e.value = _best_us(one, settings.pick(500, 100), settings) / rows
     e.note = f"{rows} rows per build, in one graph (compacted as it fills)"
     with graph:
         _, _, g = build(tm.Value, lambda x: x.relu())
