@@ -562,7 +562,10 @@ class _BatchNorm(Module):
         squared deviations are SQDIFF rows; each output is one AFFINE row
         ``beta + a * (x - mean)`` with ``a = gamma / sqrt(var + eps)``. Two
         RUNNING_STAT rows per channel keep the running mean and the unbiased
-        running variance, collected for ``fit`` to read back.
+        running variance, collected for ``fit`` to read back. The mean and
+        variance rows are also recorded with their running statistic
+        (``tracing.stats["eval"]``): fit's validation pass (eval mode) makes each
+        read the running one, so the same program evaluates with running statistics.
         """
         g = x.graph
         state = tracing.stats
@@ -596,10 +599,14 @@ class _BatchNorm(Module):
             axis=1,
         )
         y = Tensor._wrap_rows(g, g.push_many(Op.AFFINE, parents), x.shape)
-        for what, t in (("running_mean", mean), ("running_var", unbiased)):
+        for what, t, used in (("running_mean", mean, mean), ("running_var", unbiased, var)):
             rows = g.push_many(Op.RUNNING_STAT, t._rows_array().reshape(-1, 1), self.momentum)
-            for ch, r in enumerate(rows):
-                state["rows"].append((wrap(g, r), self, what, ch))
+            for ch, (r, u) in enumerate(zip(rows, used._rows_array().reshape(-1).tolist())):
+                stat = wrap(g, r)
+                state["rows"].append((stat, self, what, ch))
+                # eval mode (fit's validation pass): this channel's mean / variance row reads
+                # the running statistic instead of the batch's
+                state["eval"].append((wrap(g, u), stat))
         return y
 
 
