@@ -340,6 +340,94 @@ def test_fit_batchnorm_runs_running_stats_once_per_step_numpy():
     np.testing.assert_allclose(net[0].running_mean, 0.5**3 * 0 + (1 - 0.5**3) * x.mean(0), rtol=1e-13)
 
 
+def _torch_eval_loss(torch, net, x, y, loss):
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.tensor(x))
+        target = torch.tensor(y)
+        value = torch.nn.functional.cross_entropy(out, target) if loss == "cross_entropy" else (
+            torch.nn.functional.mse_loss(out, target))  # fmt: skip
+    net.train()
+    return float(value)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_fit_batchnorm_validation_loss_is_eval_mode_and_restore_best_restores_buffers(loss):
+    """validation_data with batch norm: each epoch's val loss in eval mode (running statistics,
+    dropout off) at that epoch's parameters, as PyTorch's loop with model.eval() validation;
+    early stopping with restore_best gives the best epoch's parameters AND running statistics."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    x = rng(50).normal(size=(40, 4)) * 2 + 1
+    xv = rng(51).normal(size=(15, 4)) * 2 + 1
+    if loss == "cross_entropy":
+        y, yv = rng(52).integers(0, 3, 40), rng(53).integers(0, 3, 15)
+    else:
+        y, yv = rng(52).normal(size=(40, 3)), rng(53).normal(size=(15, 3))
+    theirs = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8, momentum=0.3), torch.nn.Dropout(0.5), torch.nn.ReLU(),
+        torch.nn.Linear(8, 3),
+    ).double()  # fmt: skip
+    theirs[2].p = 0.0  # (torch's dropout draws differ from ours; the eval pass must switch ours off)
+    ours = tm.Sequential(
+        tm.Linear(4, 8), tm.BatchNorm1d(8, momentum=0.3), tm.Dropout(0.5), tm.ReLU(), tm.Linear(8, 3)
+    )
+    start = {k: v.numpy().copy() for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(start)
+    ours[2].p = 0.0
+    epochs, batch, lr = 6, 16, 0.2
+    expected, states = [], []
+    for _ in range(epochs):
+        _torch_epochs(torch, theirs, x, y, 1, batch, lr, loss)
+        expected.append(_torch_eval_loss(torch, theirs, xv, yv, loss))
+        states.append({k: v.numpy().copy() for k, v in theirs.state_dict().items()})
+    fit = dict(loss=loss, batch_size=batch, shuffle=False, lr=lr, progress=False, validation_data=(xv, yv))
+    h = ours.fit(x, y, epochs=epochs, report_every=1, **fit)
+    np.testing.assert_allclose(h.val_loss, expected, rtol=1e-10)
+    _compare_states(ours, theirs)
+
+    # early stopping on the validation loss: the best epoch's parameters and running statistics
+    best = int(np.argmin(expected))
+    assert best < epochs - 1  # (the data make the validation loss rise again: a real restore)
+    ours.load_state_dict(start)
+    stop = tm.EarlyStopping(patience=epochs, restore_best=True)
+    h = ours.fit(x, y, epochs=epochs, early_stopping=stop, **fit)
+    assert h.best_epoch == best
+    for k, v in ours.state_dict().items():
+        np.testing.assert_allclose(v, states[best][k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_fit_batchnorm_validation_loss_numpy():
+    """Without torch: lr=0 keeps the parameters, so the val loss after each full-batch step is
+    the eval-mode loss with the running statistics after that many steps."""
+    net = tm.Sequential(tm.BatchNorm1d(2, momentum=0.5), tm.Linear(2, 1, seed=0))
+    x = rng(54).normal(size=(7, 2)) * 3 + 1
+    xv = rng(55).normal(size=(5, 2)) * 3 + 1
+    yv = rng(56).normal(size=(5, 1))
+    w, b = net[1].weight.numpy(), net[1].bias.numpy()
+    h = net.fit(x, x[:, :1], epochs=3, lr=0.0, progress=False, report_every=1, validation_data=(xv, yv))
+    expected = []
+    for steps in (1, 2, 3):
+        rm = (1 - 0.5**steps) * x.mean(0)
+        rv = 0.5**steps + (1 - 0.5**steps) * x.var(0, ddof=1)
+        out = ((xv - rm) / np.sqrt(rv + 1e-5)) @ w.T + b
+        expected.append(((out - yv) ** 2).mean())
+    np.testing.assert_allclose(h.val_loss, expected, rtol=1e-12)
+
+
+def test_fit_batchnorm_early_stopping_on_the_training_loss_restores_the_buffers():
+    """restore_best on the training loss: the parameters and running statistics from the start
+    of the best epoch. lr=0: the loss never improves after epoch 0, whose start is the initial state."""
+    net = tm.Sequential(tm.BatchNorm1d(2, momentum=0.5), tm.Linear(2, 1, seed=0))
+    x = rng(57).normal(size=(7, 2)) * 3 + 1
+    h = net.fit(x, x[:, :1], epochs=10, lr=0.0, progress=False, early_stopping=tm.EarlyStopping(patience=2))
+    assert h.best_epoch == 0 and h.epochs_run == 3
+    np.testing.assert_array_equal(net[0].running_mean, np.zeros(2))
+    np.testing.assert_array_equal(net[0].running_var, np.ones(2))
+    net.fit(x, x[:, :1], epochs=1, lr=0.0, progress=False)  # and training goes on from them
+    np.testing.assert_allclose(net[0].running_mean, 0.5 * x.mean(0), rtol=1e-13)
+
+
 def test_save_and_sequential_load_of_conv_pool_and_batchnorm(tmp_path):
     net = tm.Sequential(
         tm.Conv2d(1, 3, (3, 2), stride=(1, 2), padding=1, seed=0), tm.BatchNorm2d(3, momentum=0.3),

@@ -374,10 +374,3 @@ def test_module_fit_takes_validation_data_early_stopping_and_a_scheduler():
     np.testing.assert_allclose(h.val_loss[-1], ((seq.predict(xv) - yv) ** 2).mean(), rtol=1e-10)
     with pytest.raises(ValueError, match="samples of shape"):
         seq.fit(x, y, epochs=1, validation_data=(np.ones((3, 3)), yv[:3]), progress=False)
-
-
-def test_batchnorm_fit_refuses_validation_data():
-    net = tm.Sequential(tm.Linear(2, 3), tm.BatchNorm1d(3), tm.Linear(3, 1))
-    x, y = _xor_like(20)
-    with pytest.raises(ValueError, match="validation_data is not supported.*batch norm"):
-        net.fit(x, y, epochs=1, validation_data=(x, y), progress=False)

@@ -1395,7 +1395,10 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                the validation loss after each epoch's update; stop float64[7]: early
                stopping (on, patience, min_delta, best, epochs without improvement, best
                epoch), then the epochs this call completed; best float64[2, P]: the best
-               parameters, the epoch's start values)
+               parameters, the epoch's start values; val_op int64[rows], val_pidx int64[...]:
+               ``op`` and ``pidx`` for the validation pass (eval mode: batch statistics read
+               the running ones); stat_rows int64[S]: the RUNNING_STAT rows (buffers);
+               best_stats float64[2, S]: their values at the best epoch, at the epoch's start)
 
     ``dense``  the plan of dense blocks over rows ``first..loss row`` (see "Dense blocks";
                ``tinyml/dense.py``): the forward and backward sweeps follow it
@@ -1424,7 +1427,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     scratch = np.empty(lanes)
     grad[:, :] = 0.0
     shared_grad[:] = 0.0
-    lrs, val, val_aux, val_losses, stop, best = watch
+    lrs, val, val_aux, val_losses, stop, best, val_op, val_pidx, stat_rows, best_stats = watch
     val_order = np.arange(val.shape[0])
     for epoch in range(epoch0, epoch1):
         if seed >= 0:
@@ -1434,6 +1437,8 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
             hyper[0] = lrs[epoch - epoch0]
         if stop[0] != 0.0 and val.shape[0] == 0:
             best[1, :] = values  # the parameters this epoch's training loss is measured at
+            for j in range(best_stats.shape[1]):
+                best_stats[1, j] = data[stat_rows[j], 0]
         total = 0.0
         for b0 in range(0, n, batch):
             m = min(batch, n - b0)
@@ -1500,7 +1505,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
         if val.shape[0]:
             for r in mask_rows:  # every lane holds a validation sample (a partial batch left zeros)
                 data[r, :] = 1.0
-            val_tape = (op, pstart, pidx, val_aux, data, grad, shared, shared_grad)
+            val_tape = (val_op, pstart, val_pidx, val_aux, data, grad, shared, shared_grad)
             monitored = validation_loss(val_tape, in_rows, noise_rows, val, val_order, first, end, mean)
             for p in range(values.shape[0]):  # the same penalty the training loss carries
                 v = values[p]
@@ -1513,8 +1518,11 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 stop[5] = epoch
                 if val.shape[0]:
                     best[0, :] = values
+                    for j in range(best_stats.shape[1]):
+                        best_stats[0, j] = data[stat_rows[j], 0]
                 else:
                     best[0, :] = best[1, :]
+                    best_stats[0, :] = best_stats[1, :]
             else:
                 stop[4] += 1.0
                 if stop[4] >= stop[1]:

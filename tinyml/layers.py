@@ -557,12 +557,17 @@ class _BatchNorm(Module):
         """Batch norm of a traced sample with the statistics of its batch, over the lanes.
 
         Per channel: the sample's own sum (a SUM row, none for a single position)
-        becomes the batch's sum with a LANE_SUM row (masked to the lanes that hold
-        samples); n = samples * positions comes from the mask the same way. The
-        squared deviations are SQDIFF rows; each output is one AFFINE row
-        ``beta + a * (x - mean)`` with ``a = gamma / sqrt(var + eps)``. Two
+        becomes the batch's mean with one LANE_SUM row weighted by ``mask / n``
+        (1/n in the lanes that hold samples, 0 in unused ones; n = samples *
+        positions, counted from the mask the same way). The squared deviations are
+        SQDIFF rows, their batch mean the variance; each output is one
+        activation-free NEURON row ``beta + a * (x - mean)`` with ``a = gamma /
+        sqrt(var + eps)``, so ``fit`` can fold a following ReLU into it. Two
         RUNNING_STAT rows per channel keep the running mean and the unbiased
-        running variance, collected for ``fit`` to read back.
+        running variance, collected for ``fit`` to read back. The mean and
+        variance rows are also recorded with their running statistic
+        (``tracing.stats["eval"]``): fit's validation pass (eval mode) makes each
+        read the running one, so the same program evaluates with running statistics.
         """
         g = x.graph
         state = tracing.stats
@@ -575,18 +580,18 @@ class _BatchNorm(Module):
         c = self.num_features
         positions = x.size // (x.shape[0] * c)
         n = lanes * float(positions)
+        weight = mask / n  # LANE_SUM with these weights is a batch mean: 1/n in the sample lanes, 0 after
         shape = (1, c) + (1,) * (x.ndim - 2)
 
-        def batch_sum(t: Tensor) -> Tensor:  # per-sample terms -> the batch's sum per channel
+        def batch_mean(t: Tensor) -> Tensor:  # per-sample terms -> the batch's mean per channel
             local = t.reshape(*shape) if positions == 1 else t.sum(axis=axes, keepdims=True)
             g.reserve(c, 2 * c)
-            rows = np.stack([local._rows_array(), np.full(c, mask._row)], axis=1)
+            rows = np.stack([local._rows_array(), np.full(c, weight._row)], axis=1)
             return Tensor._wrap_rows(g, g.push_many(Op.LANE_SUM, rows), shape)
 
-        mean = batch_sum(x) / n
-        squares = batch_sum(x._pairwise(Op.SQDIFF, x, mean))
-        var = squares / n
-        unbiased = squares / (n - 1.0)
+        mean = batch_mean(x)
+        var = batch_mean(x._pairwise(Op.SQDIFF, x, mean))
+        unbiased = var * (n / (n - 1.0))
         a = (var + self.eps) ** -0.5 * gamma
         d = x - mean
         m = x.size
@@ -595,11 +600,16 @@ class _BatchNorm(Module):
             [np.broadcast_to(t._rows_array().reshape(t.shape), x.shape).reshape(-1) for t in (beta, a, d)],
             axis=1,
         )
-        y = Tensor._wrap_rows(g, g.push_many(Op.AFFINE, parents), x.shape)
-        for what, t in (("running_mean", mean), ("running_var", unbiased)):
+        # activation-free NEURON rows (AFFINE's layout): fit folds a following ReLU into them
+        y = Tensor._wrap_rows(g, g.push_many(Op.NEURON, parents, 0.0), x.shape)
+        for what, t, used in (("running_mean", mean, mean), ("running_var", unbiased, var)):
             rows = g.push_many(Op.RUNNING_STAT, t._rows_array().reshape(-1, 1), self.momentum)
-            for ch, r in enumerate(rows):
-                state["rows"].append((wrap(g, r), self, what, ch))
+            for ch, (r, u) in enumerate(zip(rows, used._rows_array().reshape(-1).tolist())):
+                stat = wrap(g, r)
+                state["rows"].append((stat, self, what, ch))
+                # eval mode (fit's validation pass): this channel's mean / variance row reads
+                # the running statistic instead of the batch's
+                state["eval"].append((wrap(g, u), stat))
         return y
 
 

@@ -225,12 +225,15 @@ class Program:
         noise: Sequence[Value] = (),
         masks: Sequence[Value] = (),
         stats: Sequence[Value] = (),
+        eval_links: Sequence[tuple[Value, Value]] = (),
     ) -> None:
         outputs = list(outputs)
         inputs = list(inputs)
         params = list(params)
         noise = list(noise) + list(masks)  # (leaves the program fills itself)
         stats = list(stats)
+        eval_links = list(eval_links)
+        linked = [v for pair in eval_links for v in pair]
         if not outputs:
             raise ValueError("compile: give at least one output Value")
         for what, seq in (("output", outputs), ("input", inputs), ("parameter", params), ("noise", noise)):
@@ -254,11 +257,11 @@ class Program:
                 "(each may be only one of them, once)"
             )
         keep = np.zeros(graph.n, np.bool_)  # extract copies leaves' data only: no evaluation needed
-        for v in outputs + inputs + params + noise + stats:
+        for v in outputs + inputs + params + noise + stats + linked:
             keep[v._row] = True
         op, pstart, pidx, aux, leaf_values, index = _extract(graph, keep)
         protected = np.zeros(len(op), np.bool_)
-        protected[index[rows_in + rows_p + rows_u + [v._row for v in outputs + stats]]] = True
+        protected[index[rows_in + rows_p + rows_u + [v._row for v in outputs + stats + linked]]] = True
         op, pstart, pidx, aux, leaf_values, fused = _fuse_activations(
             op, pstart, pidx, aux, leaf_values, protected
         )
@@ -277,6 +280,10 @@ class Program:
         # batch statistics: RUNNING_STAT rows, whose values training reads from
         # ``stat_source()`` at the start and hands to ``stat_sink(values)`` after each chunk
         self.stat_rows = index[np.asarray([v._row for v in stats], np.int64)]
+        # eval mode (the validation pass): row eval_rows[j] takes the value of the
+        # RUNNING_STAT row eval_sources[j] instead of its batch statistic
+        self.eval_rows = index[np.asarray([a._row for a, _ in eval_links], np.int64)]
+        self.eval_sources = index[np.asarray([b._row for _, b in eval_links], np.int64)]
         self.stat_source: Callable[[], np.ndarray] | None = None
         self.stat_sink: Callable[[np.ndarray], None] | None = None
         op[self.in_rows] = kernels.INPUT  # one value per lane; every other leaf is shared
@@ -467,14 +474,14 @@ class Program:
             val = self._samples(options.validation_data, "validation_data")
             if val.shape[0] == 0:
                 raise ValueError("fit: validation_data holds no samples")
-        val_aux = self._aux.copy()
-        val_aux[self._op == kernels.DROPOUT] = 0.0  # evaluation: dropout is the identity
+        val_op, val_pidx, val_aux = self._eval_tape()
         es = options.early_stopping
         stop = np.zeros(7)
         if es is not None:
             stop[:4] = 1.0, es.patience, es.min_delta, math.inf
             stop[5] = -1.0
         best = np.zeros((2, p)) if es is not None else np.zeros((2, 0))
+        best_stats = np.zeros((2, len(self.stat_rows) if es is not None else 0))
         scheduler = options.scheduler
         none = np.zeros(0)
 
@@ -503,6 +510,7 @@ class Program:
                 val_losses = np.empty(end - epoch) if val.shape[0] else none
                 lrs = scheduler.schedule(end - epoch) if scheduler is not None else none
                 watch = (lrs, val, val_aux, val_losses, stop, best)
+                watch += (val_op, val_pidx, self.stat_rows, best_stats)
                 t0 = time.perf_counter()
                 steps = np.array([opt.t], np.int64)
                 stop[6] = 0.0
@@ -571,11 +579,28 @@ class Program:
                 values[:] = best[0]
                 tape.shared[self.param_rows] = values
                 self._write_back(values)
+                if len(self.stat_rows):  # and the buffers (running statistics) of that epoch
+                    tape.data[self.stat_rows, :] = best_stats[0][:, None]
+                    self.stat_sink(best_stats[0].copy())
         history = _history(epochs_rec, losses_rec, val_rec, epoch, time.perf_counter() - start)
         history.stopped_early = stopped and epoch < epochs
         if es is not None:
             history.best_epoch = es.best_epoch
         return history
+
+    def _eval_tape(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(op, pidx, aux) of this program in eval mode, for the validation pass: dropout
+        rows at rate 0, running statistics frozen (INPUT rows: the forward sweep leaves
+        them be) and each batch statistic row an identity (MUL_C by 1) of its running one."""
+        op = self._op.copy()
+        pidx = self._pidx.copy()
+        aux = self._aux.copy()
+        aux[op == kernels.DROPOUT] = 0.0
+        op[self.stat_rows] = kernels.INPUT
+        op[self.eval_rows] = kernels.MUL_C
+        aux[self.eval_rows] = 1.0
+        pidx[self._pstart[self.eval_rows]] = self.eval_sources
+        return op, pidx, aux
 
     def _optimizer(self, lr, optimizer):
         if not self.params:
@@ -979,7 +1004,8 @@ class _Tracing(threading.local):
     def __init__(self) -> None:
         self.noise: list[Value] | None = None  # dropout draws, refilled per sample and step
         # batch norm: {"mask": lane-mask Value, "lanes": its LANE_SUM, "rows": [(RUNNING_STAT
-        # Value, module, buffer name, channel)]} while tracing a training step
+        # Value, module, buffer name, channel)], "eval": [(batch-statistic Value, the RUNNING_STAT
+        # Value it reads in eval mode)]} while tracing a training step
         self.stats: dict | None = None
 
 
@@ -1013,7 +1039,7 @@ def _trace_module(module, sample_shape: tuple[int, ...], training: bool):
     was = [(m, m.training) for m in module.modules()]
     module.train(training)
     tracing.noise = [] if training else None
-    tracing.stats = {"mask": None, "lanes": None, "rows": []} if training else None
+    tracing.stats = {"mask": None, "lanes": None, "rows": [], "eval": []} if training else None
     try:
         out = module(Tensor._make(g, list(xs), (1, *sample_shape)))
         noise = tracing.noise or []
@@ -1067,14 +1093,15 @@ def _module_program(module, sample_shape, loss, training: bool):
         for v in outputs
     )
     stat_values = [r[0] for r in stat_rows]
+    links = [] if stats is None else stats["eval"]
     if per_sample is None:
-        program = Program(outputs, xs, params, noise, masks, stat_values)
+        program = Program(outputs, xs, params, noise, masks, stat_values, links)
     else:
         ys = placeholders(k, g)
         value = per_sample(outputs, ys)
         if type(value) is not Value:
             raise TypeError(f"fit: the loss must return a Value, got {type(value).__name__}")
-        program = Program([value], xs + ys, params, noise, masks, stat_values)
+        program = Program([value], xs + ys, params, noise, masks, stat_values, links)
     g.rewind(mark)  # the traced rows live on in the program only
     if stat_rows:
         where = [(owner, name, ch) for _, owner, name, ch in stat_rows]
@@ -1121,12 +1148,6 @@ def fit_module(module, X, Y, loss, options: FitOptions) -> History:
                 f"fit: {type(module).__name__} computes batch statistics (batch norm), which need at least "
                 f"2 samples per batch; with {n} samples and batch_size={batch_size} a batch has {smallest}. "
                 "Choose another batch_size"
-            )
-        if options.validation_data is not None:
-            raise ValueError(
-                f"fit: validation_data is not supported for {type(module).__name__}, which computes batch "
-                "statistics (batch norm): the compiled validation pass would use batch statistics, not the "
-                "running ones. Fit without it and evaluate with model.eval().predict(X_val)"
             )
     if options.validation_data is not None:
         pair = options.validation_data
