@@ -1104,7 +1104,7 @@ def eager_gradients(op, pstart, pidx, aux, data, grad, mark, stamp, n_eval, n, r
                     shared_grad[p] = 0.0
                     j += 1
     grad[root, 0] = 1.0
-    backward(tape, lo, root + 1, mark, stamp, False, np.empty(1))
+    backward(tape, lo, root + 1, mark, stamp, np.bool_(False), np.empty(1))
     for k in range(n_leaves):
         shared_grad[leaves[k]] = held[k] + shared_grad[leaves[k]]
 
@@ -1240,15 +1240,15 @@ def dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, g, gw,
         if act == TANH:
             for lane in range(lanes):
                 z = data[r, lane]
-                g[h, lane] = grad[r, lane] * unary_derivative(TANH, z, z, 0.0)
+                g[h, lane] = grad[r, lane] * unary_derivative(np.uint8(TANH), z, z, 0.0)
         elif act == SIGMOID:
             for lane in range(lanes):
                 z = data[r, lane]
-                g[h, lane] = grad[r, lane] * unary_derivative(SIGMOID, z, z, 0.0)
+                g[h, lane] = grad[r, lane] * unary_derivative(np.uint8(SIGMOID), z, z, 0.0)
         elif act == RELU:
             for lane in range(lanes):
                 z = data[r, lane]
-                g[h, lane] = grad[r, lane] * unary_derivative(RELU, z, z, 0.0)
+                g[h, lane] = grad[r, lane] * unary_derivative(np.uint8(RELU), z, z, 0.0)
         else:
             for lane in range(lanes):
                 g[h, lane] = grad[r, lane]
@@ -1351,6 +1351,13 @@ def copy_matrix(dst, src):
 
 
 @borrowing_kernel
+def copy_vector(dst, src):
+    """dst[:] = src for 1-D arrays of one length, as a loop (see ``copy_matrix``)."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@borrowing_kernel
 def all_finite(x):
     for v in x:
         if not math.isfinite(v):
@@ -1417,6 +1424,8 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     lanes = data.shape[1]
     end = loss_row + 1
     unmarked = np.zeros(1, np.int64)  # every program row takes part in backward
+    every_row = np.int64(-1)  # backward's stamp for that, and its clear flag: as values,
+    clear = np.bool_(True)  # not constants, so that backward has one compiled signature
     scratch = np.empty(lanes)
     grad[:, :] = 0.0
     shared_grad[:] = 0.0
@@ -1429,7 +1438,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
         if lrs.shape[0]:
             hyper[0] = lrs[epoch - epoch0]
         if stop[0] != 0.0 and val.shape[0] == 0:
-            best[1, :] = values  # the parameters this epoch's training loss is measured at
+            copy_vector(best[1], values)  # the parameters this epoch's training loss is measured at
             for j in range(best_stats.shape[1]):
                 best_stats[1, j] = data[stat_rows[j], 0]
         total = 0.0
@@ -1469,7 +1478,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                     if segs[sg, 0] == SEG_BLOCK:
                         dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, gd, gw, xt)
                     else:
-                        backward(tape, segs[sg, 1], segs[sg, 2], unmarked, -1, True, scratch)
+                        backward(tape, segs[sg, 1], segs[sg, 2], unmarked, every_row, clear, scratch)
             finite = True
             for p in range(rows.shape[0]):
                 g = shared_grad[rows[p]]
@@ -1523,12 +1532,12 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 stop[4] = 0.0
                 stop[5] = epoch
                 if val.shape[0]:
-                    best[0, :] = values
+                    copy_vector(best[0], values)
                     for j in range(best_stats.shape[1]):
                         best_stats[0, j] = data[stat_rows[j], 0]
                 else:
-                    best[0, :] = best[1, :]
-                    best_stats[0, :] = best_stats[1, :]
+                    copy_vector(best[0], best[1])
+                    copy_vector(best_stats[0], best_stats[1])
             else:
                 stop[4] += 1.0
                 if stop[4] >= stop[1]:
@@ -1563,7 +1572,7 @@ def predict_batch(tape, in_rows, out_rows, first, samples, out):
     n = samples.shape[0]
     lanes = data.shape[1]
     order = np.arange(n)
-    end = 0
+    end = first  # (not a constant: forward would be compiled again for a literal 0)
     for r in out_rows:
         end = max(end, r + 1)
     for c0 in range(0, n, lanes):
@@ -1776,7 +1785,7 @@ def member_backward(tape, lo, hi, unmarked, g):
         while j >= lo and member_row(op, pstart, pidx, j) == 0:
             j -= 1
         if j < i:
-            backward(tape, j + 1, i + 1, unmarked, -1, True, g)
+            backward(tape, j + 1, i + 1, unmarked, np.int64(-1), np.bool_(True), g)
         if j < lo:
             break
         s = pstart[j]
