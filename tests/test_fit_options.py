@@ -31,11 +31,21 @@ def test_options_are_normalised_and_frozen():
         ({"lr": -0.5}, ValueError, "lr"),
         ({"seed": 1.5}, TypeError, "seed"),
         ({"optimizer": "adam"}, TypeError, "tm.optim"),
+        ({"epochs": 2**63}, ValueError, "at most"),
+        ({"batch_size": 10**30}, ValueError, "at most"),
     ],
 )
 def test_bad_options_are_refused_when_built(kwargs, error, words):
     with pytest.raises(error, match=words):
         tm.FitOptions(**kwargs)
+
+
+def test_a_report_period_past_the_last_epoch_reports_the_last_one_only():
+    # 10**30 does not fit in int64: it used to raise OverflowError from the epoch arithmetic
+    model = tm.MLP(2, [3, 1], 0.1, seed=0)
+    history = model.fit(X, Y, epochs=7, loss="sse", report_every=10**30)
+    assert list(history.epoch) == [0, 6]
+    assert tm.FitOptions(report_every=10**30).report_every == 2**62
 
 
 def test_optimizer_class_instead_of_instance_says_how_to_fix():

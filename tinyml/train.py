@@ -146,7 +146,9 @@ class FitOptions:
             object.__setattr__(self, name, value)
 
         put("epochs", _count(self.epochs, "epochs", minimum=0))
-        put("report_every", _count(self.report_every, "report_every", minimum=1))
+        # any period past the last epoch means the same (report the last one only): kept
+        # within int64, which the training kernel and NumPy's epoch arithmetic use
+        put("report_every", min(_count(self.report_every, "report_every", 1, maximum=None), MAX_COUNT))
         if self.batch_size is not None:
             put("batch_size", _count(self.batch_size, "batch_size", minimum=1))
         if self.reduction not in ("mean", "sum"):
@@ -743,11 +745,17 @@ def _finite_matrix(a, what: str) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _count(x, what: str, minimum: int) -> int:
+MAX_COUNT = 2**62  # epochs, batch sizes: int64 in the kernels, with room for epoch + chunk
+
+
+def _count(x, what: str, minimum: int, maximum: int | None = MAX_COUNT) -> int:
+    """``x`` as an int in ``[minimum, maximum]``; ``maximum=None``: no upper bound."""
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
         raise TypeError(f"{what} must be an int, got {type(x).__name__}")
     if x < minimum:
         raise ValueError(f"{what} must be at least {minimum}, got {x}")
+    if maximum is not None and x > maximum:
+        raise ValueError(f"{what} must be at most 2**62, got {x}")
     return int(x)
 
 
