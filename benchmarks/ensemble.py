@@ -83,7 +83,7 @@ def _ensemble(settings: Settings) -> Workload:
     epochs = settings.pick(5_000, 200)
     w = Workload(
         KEY,
-        f"7. {n:,} XOR members (2-4-1 tanh, SSE, SGD lr 0.1, float64), {epochs:,} epochs: per model-epoch",
+        f"8. {n:,} XOR members (2-4-1 tanh, SSE, SGD lr 0.1, float64), {epochs:,} epochs: per model-epoch",
         unit="ns",
         reference="tinyml Ensemble",
     )
@@ -208,7 +208,7 @@ def _sweep(settings: Settings) -> Workload:
     grid = {"lr": [0.05, 0.1, 0.2, 0.4], "seed": list(range(4))}
     w = Workload(
         KEY + ".sweep",
-        f"7b. tm.sweep of 16 XOR points (lr x seed), {epochs:,} epochs: seconds per sweep",
+        f"8b. tm.sweep of 16 XOR points (lr x seed), {epochs:,} epochs: seconds per sweep",
         unit="s",
         reference="dask, 1 worker",
     )
