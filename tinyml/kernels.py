@@ -1545,7 +1545,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     return epoch1 - epoch0, 0
 
 
-@kernel
+@inline_kernel
 def validation_loss(tape, in_rows, noise_rows, val, order, first, end, mean):
     """The loss row ``end - 1`` summed over the samples ``val`` (averaged if ``mean``),
     lanes at a time; noise rows are set to 1.0 (the tape's ``aux`` gives dropout rows rate 0)."""
