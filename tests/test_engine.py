@@ -654,3 +654,15 @@ def test_the_cache_probe_finds_a_kernel_this_process_has_used():
     with tm.Graph():
         assert tm.Value(0.5).tanh().data == pytest.approx(math.tanh(0.5))
     assert kernels._cached_here(kernels.forward)  # loaded from or written to the cache
+
+
+def test_the_hot_kernels_count_no_references():
+    # Numba brackets every array a kernel uses with atomic reference counts when it
+    # cannot prove them redundant; on XOR that was half of each epoch (see
+    # kernels.borrowing_kernel). These kernels only borrow arrays: NRT off.
+    hot = ["forward", "backward", "train_epochs", "predict_batch", "optimizer_update", "fill_noise"]
+    for name in hot:
+        options = getattr(kernels, name).targetoptions
+        assert options.get("_nrt") is False, name
+    # and the generic ones that allocate keep it (a leak or a crash otherwise)
+    assert kernels.eager_gradients.targetoptions.get("_nrt", True) is not False

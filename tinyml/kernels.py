@@ -56,6 +56,8 @@ def borrowing_kernel(fn):
     row sweeps, called once per batch chunk in training, it was a third of the
     XOR network's epoch (0.195 s against 0.150 s for 300,000 epochs). Numba
     refuses, at compile time, an allocation in such a kernel, so it cannot leak.
+    ``train_epochs`` and ``predict_batch`` are such kernels too (their callers
+    pass the scratch arrays), so the helpers they inline cost no counts either.
     """
     return njit(_nrt=False, **JIT_OPTIONS)(fn)
 
@@ -1189,15 +1191,15 @@ def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
 # input row, fan-in n, activation code, offset in wrows), and wrows[offset:]
 # holds its H bias rows, then its H * n weight rows unit by unit. g, gw, xt
 # are scratch of the largest block. dense_forward and dense_backward are
-# kernels of their own (called once per block and lane chunk, not inlined):
-# fewer reference counts than inlining them (measured on XOR), and their code
-# is compiled once rather than in each specialisation of ``train_epochs``.
+# inlined into ``train_epochs``, their one caller: it counts no references
+# (``borrowing_kernel``), so inlining costs none, and a call would push their
+# eleven arrays' fields (about 80 words) onto the stack per block and chunk.
 # ---------------------------------------------------------------------------
 SEG_ROWS = 0
 SEG_BLOCK = 1
 
 
-@borrowing_kernel
+@inline_kernel
 def dense_forward(data, shared, blocks, wrows, k):
     """Block k's rows: data[o0 + h] = act(b_h + sum_j w_hj * data[x0 + j]), every lane;
     each unit adds its bias, then its inputs in order, as ``affine_row``."""
@@ -1223,7 +1225,7 @@ def dense_forward(data, shared, blocks, wrows, k):
     activate(blocks[k, 4], data, o0, o0 + units)
 
 
-@borrowing_kernel
+@inline_kernel
 def dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, g, gw, xt):
     """Block k's backward: its rows' gradients into biases, weights and input rows;
     the rows' own gradients are left at 0 (as ``backward(..., clear=True)``)."""
@@ -1310,7 +1312,7 @@ def shuffle(order, seed, epoch):
         order[j] = t
 
 
-@borrowing_kernel
+@inline_kernel
 def load_lanes(data, in_rows, samples, order, start, width):
     """Put samples ``order[start:start+width]`` into the input rows, one per lane.
 
@@ -1357,7 +1359,7 @@ def copy_vector(dst, src):
         dst[i] = src[i]
 
 
-@borrowing_kernel
+@inline_kernel
 def all_finite(x):
     for v in x:
         if not math.isfinite(v):
@@ -1365,8 +1367,8 @@ def all_finite(x):
     return True
 
 
-@kernel
-def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, watch, dense):
+@borrowing_kernel
+def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, losses, watch, dense, work):
     """Train epochs ``epoch0..epoch1-1``; returns (epochs completed, status).
 
     ``tape``   (op, pstart, pidx, aux, data, grad, shared, shared_grad): the traced
@@ -1401,6 +1403,9 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
 
     ``dense``  the plan of dense blocks over rows ``first..loss row`` (see "Dense blocks";
                ``tinyml/dense.py``): the forward and backward sweeps follow it
+    ``work``   scratch, allocated by the caller, so that this kernel allocates nothing and
+               counts no references (``borrowing_kernel``): (unmarked int64[1] = 0,
+               lane float64[lanes], val_order int64[m] = 0..m-1 for the m validation samples)
 
     status 0: done; 1: a non-finite loss or gradient, 2: an update that would make
     a parameter non-finite; 3: early stopping ended training after ``epochs
@@ -1423,14 +1428,12 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
     n = samples.shape[0]
     lanes = data.shape[1]
     end = loss_row + 1
-    unmarked = np.zeros(1, np.int64)  # every program row takes part in backward
+    unmarked, scratch, val_order = work  # unmarked[0] = 0: every program row takes part in backward
     every_row = np.int64(-1)  # backward's stamp for that, and its clear flag: as values,
     clear = np.bool_(True)  # not constants, so that backward has one compiled signature
-    scratch = np.empty(lanes)
     grad[:, :] = 0.0
     shared_grad[:] = 0.0
     lrs, val, val_aux, val_losses, stop, best, val_op, val_pidx, stat_rows, best_stats = watch
-    val_order = np.arange(val.shape[0])
     for epoch in range(epoch0, epoch1):
         if seed >= 0:
             shuffle(order, seed, epoch)
@@ -1565,13 +1568,13 @@ def validation_loss(tape, in_rows, noise_rows, val, order, first, end, mean):
     return total / m if mean else total
 
 
-@kernel
-def predict_batch(tape, in_rows, out_rows, first, samples, out):
-    """Forward every sample of ``samples`` (lanes at a time); outputs into ``out``."""
+@borrowing_kernel
+def predict_batch(tape, in_rows, out_rows, first, samples, order, out):
+    """Forward every sample of ``samples`` (lanes at a time); outputs into ``out``.
+    ``order`` = 0..n-1 (int64[n], from the caller: this kernel allocates nothing)."""
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     n = samples.shape[0]
     lanes = data.shape[1]
-    order = np.arange(n)
     end = first  # (not a constant: forward would be compiled again for a literal 0)
     for r in out_rows:
         end = max(end, r + 1)

@@ -384,7 +384,8 @@ class Program:
             if kernels.notice_pending:
                 kernels.notice_compile("predict_batch")
             tape = self._tape(min(MAX_LANES, x.shape[0]))
-            kernels.predict_batch(tuple(tape), self.in_rows, self.out_rows, self.first, x, out)
+            order = np.arange(x.shape[0], dtype=np.int64)
+            kernels.predict_batch(tuple(tape), self.in_rows, self.out_rows, self.first, x, order, out)
         return out
 
     # -- training ---------------------------------------------------------------------
@@ -489,6 +490,7 @@ class Program:
 
         found = self._blocks if self.dense_blocks else dense.rows_only(self.first, int(self.out_rows[0]) + 1)
         blocks = dense.plan(found, lanes)
+        work = (np.zeros(1, np.int64), np.empty(lanes), np.arange(val.shape[0], dtype=np.int64))
 
         stopped = False
         status = 0
@@ -519,7 +521,7 @@ class Program:
                 try:
                     done, status = kernels.train_epochs(
                         tuple(tape), feed, params, optargs, run, penalty, epoch, end, steps, losses, watch,
-                        blocks,
+                        blocks, work,
                     )  # fmt: skip
                 finally:
                     # also on Ctrl-C, which Python raises as soon as the kernel returns:
