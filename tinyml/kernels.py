@@ -273,7 +273,7 @@ def tanh(x):
     return t if x == x else x
 
 
-@kernel
+@inline_kernel
 def sigmoid(x):
     """Logistic function, exact 0 and 1 at the extremes, never NaN for finite x."""
     if x >= 0.0:
@@ -282,19 +282,19 @@ def sigmoid(x):
     return e / (1.0 + e)
 
 
-@kernel
+@inline_kernel
 def relu(x):
     """max(x, 0), with NaN passing through, as in PyTorch."""
     return 0.0 if x <= 0.0 else x
 
 
-@kernel
+@inline_kernel
 def softplus(x):
     """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-@kernel
+@inline_kernel
 def clamped_log(x):
     """log(x) bounded below by -100, as PyTorch's binary cross-entropy."""
     if x <= 0.0:
@@ -1593,7 +1593,7 @@ def predict_batch(tape, in_rows, out_rows, first, samples, order, out):
 # Optimizers: one update kernel for every kind (see tinyml/optim.py for the
 # layout of ``hyper`` and ``state``); the training loop calls it directly
 # ---------------------------------------------------------------------------
-@kernel
+@inline_kernel
 def _lerp(a, b, w):
     """a + w * (b - a), rounded as PyTorch's ``lerp`` (exact at both ends)."""
     if abs(w) < 0.5:
