@@ -62,7 +62,7 @@ def borrowing_kernel(fn):
     return njit(_nrt=False, **JIT_OPTIONS)(fn)
 
 
-COMPILING = "tinyml: compiling kernels for this machine (first run only, a few seconds)"
+COMPILING = "tinyml: compiling kernels for this machine (first run only, 10 to 30 s)"
 notice_pending = True  # until every entry kernel has been checked once (see `notice_compile`)
 _unchecked = {"eager_evaluate", "eager_gradients", "train_epochs", "predict_batch"}
 
