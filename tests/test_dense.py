@@ -69,7 +69,14 @@ def test_xor_blocks_are_bit_identical_to_rows():
 
 @pytest.mark.parametrize(
     ("hidden", "act", "batch"),
-    [([9, 5], "tanh", 16), ([6, 3], "sigmoid", 5), ([40, 7], "relu", 64), ([3], "tanh", 3)],
+    [
+        ([9, 5], "tanh", 16),
+        ([6, 3], "sigmoid", 5),
+        ([40, 7], "relu", 64),
+        ([3], "tanh", 3),
+        ([18, 6], "tanh", 13),  # tiles of 8 lanes and of 1
+        ([5, 4], "sigmoid", 24),  # tiles of 16 and 8
+    ],
 )
 def test_blocks_equal_rows_for_wider_layers_and_cross_entropy(hidden, act, batch):
     """Units not a multiple of anything, fan-ins beyond a vector, 3 to 64 lanes."""
@@ -149,4 +156,47 @@ def test_find_blocks_refuses_units_that_are_not_a_layers():
     assert len(dense.find_blocks(op, pstart, pidx_leaf, aux, 5, 6)[1]) == 0
     pidx_ok = np.array([0, 1, 2, 3, 4])
     segs, blocks, wrows = dense.find_blocks(op, pstart, pidx_ok, aux, 5, 6)
-    assert blocks.tolist() == [[5, 1, 3, 2, kernels.TANH, 0]] and wrows.tolist() == [0, 1, 2]
+    # the bias before the weights: not packed (-1), so the block reads its rows through wrows
+    assert blocks.tolist() == [[5, 1, 3, 2, kernels.TANH, 0, -1, 0]] and wrows.tolist() == [0, 1, 2]
+    pidx_packed = np.array([2, 0, 1, 3, 4])  # weights 0, 1, then the bias 2: packed from row 0
+    segs, blocks, wrows = dense.find_blocks(op, pstart, pidx_packed, aux, 5, 6)
+    assert blocks.tolist() == [[5, 1, 3, 2, kernels.TANH, 0, 0, 3]] and wrows.tolist() == [2, 0, 1]
+
+
+def test_an_mlp_layer_is_packed():
+    """``Layer`` allocates each unit's weights, then its bias: blocks read them in place."""
+    with tm.Graph():
+        model = tm.MLP(5, [7, 3], 0.1, "tanh", seed=1)
+    model.fit(np.zeros((1, 5)), np.zeros((1, 3)), 0, loss="mse")
+    _, blocks, wrows = program_of(model, "mse")._blocks
+    for o0, units, x0, fan, act, at, wb, stride in blocks.tolist():
+        assert wb >= 0 and stride >= fan + 1
+        weights = wrows[at + units : at + units + units * fan].reshape(units, fan)
+        np.testing.assert_array_equal(weights, wb + stride * np.arange(units)[:, None] + np.arange(fan))
+        np.testing.assert_array_equal(wrows[at : at + units], wb + stride * np.arange(units) + fan)
+
+
+@pytest.mark.parametrize(("rows", "cols", "n"), [(1, 1, 1), (4, 16, 3), (9, 37, 20), (6, 8, 1), (3, 24, 0)])
+@pytest.mark.parametrize("step", [1, -1])
+def test_mac_tiles_equal_a_matrix_product(rows, cols, n, step):
+    """C += A B by the register tiles, with strided rows and a descending k, against NumPy."""
+    rng = np.random.default_rng(rows * 100 + cols)
+    ars, bstep, crs = n + 3, cols + 5, cols + 2  # rows of A, B and C further apart than their widths
+    a = rng.normal(size=rows * ars + 4)
+    b = rng.normal(size=n * bstep + 8)
+    c = rng.normal(size=(rows + 1) * crs)
+    a0, b0, c0 = 2, 3, 1
+    A = np.array([[a[a0 + u * ars + i] for i in range(n)] for u in range(rows)]).reshape(rows, n)
+    B = np.array([[b[b0 + i * bstep + col] for col in range(cols)] for i in range(n)]).reshape(n, cols)
+    want = c.copy()
+    for u in range(rows):
+        want[c0 + u * crs : c0 + u * crs + cols] += A[u] @ B
+    first = 0 if step == 1 else n - 1  # the same sum, k run backwards
+    kernels.mac(a, a0 + first, ars, step, b, b0 + first * bstep, step * bstep, c, c0, crs, rows, cols, n)
+    np.testing.assert_allclose(c, want, rtol=1e-13, atol=1e-13)
+    outside = np.ones(c.shape, bool)
+    for u in range(rows):
+        outside[c0 + u * crs : c0 + u * crs + cols] = False
+    rng2 = np.random.default_rng(rows * 100 + cols)
+    rng2.normal(size=rows * ars + 4), rng2.normal(size=n * bstep + 8)
+    np.testing.assert_array_equal(c[outside], rng2.normal(size=(rows + 1) * crs)[outside])  # untouched

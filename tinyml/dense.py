@@ -22,13 +22,13 @@ SEG_BLOCK = kernels.SEG_BLOCK
 
 
 def find_blocks(op, pstart, pidx, aux, lo: int, hi: int):
-    """The layers among rows ``lo..hi-1``: (segments int64[S, 3], blocks int64[K, 6], wrows int64[W]).
+    """The layers among rows ``lo..hi-1``: (segments int64[S, 3], blocks int64[K, 8], wrows int64[W]).
 
     See ``kernels.train_epochs``'s ``dense`` argument for the meaning of each column.
     """
     leaf = op == kernels.LEAF
     segs: list[tuple[int, int, int]] = []
-    blocks: list[tuple[int, int, int, int, int, int]] = []
+    blocks: list[tuple[int, ...]] = []
     wrows: list[np.ndarray] = []
     at = 0
     start = lo  # first row not yet in a segment
@@ -56,7 +56,7 @@ def find_blocks(op, pstart, pidx, aux, lo: int, hi: int):
             params[h] = parents[0]  # the bias
             params[units + h * fan : units + (h + 1) * fan] = parents[1 : 1 + fan]
         segs.append((SEG_BLOCK, len(blocks), 0))
-        blocks.append((i, units, x0, fan, act, at))
+        blocks.append((i, units, x0, fan, act, at, *_packing(params, units, fan)))
         wrows.append(params)
         at += len(params)
         start = i = j
@@ -64,9 +64,22 @@ def find_blocks(op, pstart, pidx, aux, lo: int, hi: int):
         segs.append((SEG_ROWS, start, hi))
     return (
         np.array(segs, np.int64).reshape(-1, 3),
-        np.array(blocks, np.int64).reshape(-1, 6),
+        np.array(blocks, np.int64).reshape(-1, 8),
         np.concatenate(wrows) if wrows else np.zeros(0, np.int64),
     )
+
+
+def _packing(params: np.ndarray, units: int, fan: int) -> tuple[int, int]:
+    """(wb, stride) if unit h's weights and then its bias are the rows wb + h * stride + 0..fan
+    (how ``Layer`` allocates them), else (-1, 0): a packed block reads them in place."""
+    weights = params[units:].reshape(units, fan)
+    rows = np.concatenate([weights, params[:units, None]], axis=1)
+    wb = int(rows[0, 0])
+    stride = int(rows[1, 0] - wb) if units > 1 else fan + 1
+    want = wb + stride * np.arange(units)[:, None] + np.arange(fan + 1)
+    if stride < fan + 1 or not np.array_equal(rows, want):
+        return -1, 0
+    return wb, stride
 
 
 def _layer_row(op, pstart, pidx, aux, leaf, i):
@@ -94,9 +107,10 @@ def plan(blocks_found, lanes: int):
     units = int(blocks[:, 1].max()) if len(blocks) else 1
     fan = int(blocks[:, 3].max()) if len(blocks) else 1
     weights = int((blocks[:, 1] * blocks[:, 3]).max()) if len(blocks) else 1
-    return (segs, blocks, wrows, np.zeros((units, lanes)), np.zeros(weights), np.zeros((lanes, fan)))
+    # xt holds a block's inputs lane by lane, and a column of ones (the biases' inputs)
+    return (segs, blocks, wrows, np.zeros((units, lanes)), np.zeros(weights), np.zeros((lanes, fan + 1)))
 
 
 def rows_only(lo: int, hi: int):
     """A plan without blocks: every row by the row sweeps (the definition blocks are tested against)."""
-    return (np.array([[SEG_ROWS, lo, hi]], np.int64), np.zeros((0, 6), np.int64), np.zeros(0, np.int64))
+    return (np.array([[SEG_ROWS, lo, hi]], np.int64), np.zeros((0, 8), np.int64), np.zeros(0, np.int64))
