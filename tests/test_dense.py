@@ -169,7 +169,7 @@ def test_an_mlp_layer_is_packed():
         model = tm.MLP(5, [7, 3], 0.1, "tanh", seed=1)
     model.fit(np.zeros((1, 5)), np.zeros((1, 3)), 0, loss="mse")
     _, blocks, wrows = program_of(model, "mse")._blocks
-    for o0, units, x0, fan, act, at, wb, stride in blocks.tolist():
+    for _, units, _, fan, _, at, wb, stride in blocks.tolist():
         assert wb >= 0 and stride >= fan + 1
         weights = wrows[at + units : at + units + units * fan].reshape(units, fan)
         np.testing.assert_array_equal(weights, wb + stride * np.arange(units)[:, None] + np.arange(fan))

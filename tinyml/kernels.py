@@ -1223,7 +1223,8 @@ def _tile(rows: int, cols: int):
                 x = builder.load(at(pb, builder.add(b0, builder.mul(loop.index, bstep))), align=8)
                 a_i = builder.add(a0, builder.mul(loop.index, astep))
                 for u, (slot, _) in enumerate(slots):
-                    w = builder.load(builder.gep(pa, [builder.add(a_i, builder.mul(ars, ir.Constant(i64, u)))]))
+                    a_iu = builder.add(a_i, builder.mul(ars, ir.Constant(i64, u)))
+                    w = builder.load(builder.gep(pa, [a_iu]))
                     one = builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0))
                     wv = builder.shuffle_vector(one, undef, splat)  # w in every element
                     builder.store(builder.call(fma, [wv, x, builder.load(slot)]), slot)
@@ -1284,18 +1285,23 @@ def mac(a, a0, ars, astep, b, b0, bstep, c, c0, crs, rows, cols, n):
 # inputs in order; input gradients: units last first; bias gradients: lanes
 # last first; weight gradients: lanes last first, the order of ``lane_dot``
 # up to 4 lanes), so up to 4 lanes a block's results are bit-identical to
-# the rows', and from 8 lanes on (where the rows reassociate) equal to rounding.
+# the rows'. From 8 lanes on (where the rows reassociate) a packed block (its
+# weights and biases in the rows ``Layer`` gives them, read in place) runs
+# the three products by the register tiles above, in the same orders but
+# with fused multiply-adds: equal to the rows to rounding.
 #
-# ``dense`` = (segs int64[S, 3], blocks int64[K, 6], wrows int64[W],
-#              g float64[H, lanes], gw float64[H * n], xt float64[lanes, n]):
+# ``dense`` = (segs int64[S, 3], blocks int64[K, 8], wrows int64[W],
+#              g float64[H, lanes], gw float64[H * n], xt float64[lanes, n + 1]):
 # segs are (SEG_ROWS, lo, hi): rows lo..hi-1 by the row sweeps, or
 # (SEG_BLOCK, k, 0): block k; a block is (first output row, units H, first
-# input row, fan-in n, activation code, offset in wrows), and wrows[offset:]
-# holds its H bias rows, then its H * n weight rows unit by unit. g, gw, xt
-# are scratch of the largest block. dense_forward and dense_backward are
-# inlined into ``train_epochs``, their one caller: it counts no references
-# (``borrowing_kernel``), so inlining costs none, and a call would push their
-# eleven arrays' fields (about 80 words) onto the stack per block and chunk.
+# input row, fan-in n, activation code, offset in wrows, wb, stride), and
+# wrows[offset:] holds its H bias rows, then its H * n weight rows unit by
+# unit; packed, unit h's weights and then its bias are the rows wb + h *
+# stride + 0..n (else wb = -1). g, gw, xt are scratch of the largest block.
+# dense_forward and dense_backward are inlined into ``train_epochs``, their
+# one caller: it counts no references (``borrowing_kernel``), so inlining
+# costs none, and a call would push their eleven arrays' fields (about 80
+# words) onto the stack per block and chunk.
 # ---------------------------------------------------------------------------
 SEG_ROWS = 0
 SEG_BLOCK = 1
