@@ -276,12 +276,59 @@ def tanh(x):
     return t if x == x else x
 
 
+@intrinsic
+def _double_from_bits(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 ``bits`` (a register move, vectorisable)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+EXP_HI = 709.8  # exp(x) overflows to inf above 709.78 and
+EXP_LO = -745.2  # underflows to 0 below -745.13: the range is clamped just outside
+
+
+@kernel
+def exp(x):
+    """e^x in plain arithmetic (within 2 ulp of math.exp, tested), so lane loops vectorise.
+
+    exp(x) = 2^n (1 + q(r)) with x = n ln2 + r, |r| <= ln2/2 and q the series
+    of ``tanh`` (exp(r) - 1 to r^13). 2^n is built from its IEEE bits in two
+    factors 2^(n//2) 2^(n - n//2), both normal numbers, so results down to the
+    subnormals (one rounding) and up to the overflow to inf come out right;
+    x is clamped to [EXP_LO, EXP_HI] first (inf gives inf, -inf gives 0); NaN passes.
+    """
+    y = min(max(x, EXP_LO), EXP_HI)
+    n = math.floor(y * LOG2E + 0.5)
+    r = (y - n * LN2_HI) - n * LN2_LO
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    a1 = 1.0 + r * (1.0 / 2.0)
+    a2 = 1.0 / 6.0 + r * (1.0 / 24.0)
+    a3 = 1.0 / 120.0 + r * (1.0 / 720.0)
+    a4 = 1.0 / 5040.0 + r * (1.0 / 40320.0)
+    a5 = 1.0 / 362880.0 + r * (1.0 / 3628800.0)
+    a6 = 1.0 / 39916800.0 + r * (1.0 / 479001600.0)
+    b1 = a1 + r2 * a2
+    b2 = a3 + r2 * a4
+    b3 = a5 + r2 * a6
+    q = r * ((b1 + r4 * b2) + r8 * (b3 + r4 * (1.0 / 6227020800.0)))
+    half = math.floor(n * 0.5)
+    p1 = _double_from_bits((np.int64(half) + np.int64(1023)) << np.int64(52))
+    p2 = _double_from_bits((np.int64(n - half) + np.int64(1023)) << np.int64(52))
+    e = ((1.0 + q) * p1) * p2
+    return e if x == x else x
+
+
 @inline_kernel
 def sigmoid(x):
     """Logistic function, exact 0 and 1 at the extremes, never NaN for finite x."""
     if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
+        return 1.0 / (1.0 + exp(-x))
+    e = exp(x)
     return e / (1.0 + e)
 
 
@@ -294,7 +341,7 @@ def relu(x):
 @inline_kernel
 def softplus(x):
     """log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|))."""
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+    return max(x, 0.0) + math.log1p(exp(-abs(x)))
 
 
 @inline_kernel
@@ -339,7 +386,7 @@ def unary_value(o, x, c):
     if o == NEG:
         return -x
     if o == EXP:
-        return math.exp(x)
+        return exp(x)
     if o == LOG:
         if x < 0.0:
             return math.nan
@@ -403,7 +450,7 @@ def unary_derivative(o, x, z, c):
         dt = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dt
     if o == GELU_ERF:  # d x Phi(x) = Phi(x) + x phi(x)
-        return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
+        return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x)
     if o == SILU:  # d x s(x) = s + x s (1 - s)
         s = sigmoid(x)
         return s * (1.0 + x * (1.0 - s))
@@ -725,7 +772,7 @@ def forward(tape, lo, hi):
                     acc = 0.0
                     for k in range(s, e):
                         p = pidx[k]
-                        acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
+                        acc += exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
                     data[i, lane] = m + math.log(acc)
         elif o == CROSS_ENTROPY:
             # -sum_j t_j * log_softmax(z)_j, log_softmax(z)_j = (z_j - m) - L with m = max z
@@ -749,7 +796,7 @@ def forward(tape, lo, hi):
                 acc = 0.0
                 for j in range(k):
                     p = pidx[s + j]
-                    acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
+                    acc += exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
                 big_l = math.log(acc)
                 if label >= 0:
                     p = pidx[s + label]
@@ -939,12 +986,12 @@ def backward(tape, lo, hi, mark, stamp, clear, g):
                     acc = 0.0
                     for k in range(s, e):
                         p = pidx[k]
-                        acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - lse)
+                        acc += exp((shared[p] if op[p] == LEAF else data[p, lane]) - lse)
                     gl /= acc
                 for k in range(s, e):
                     p = pidx[k]
                     op_p = op[p]
-                    d = gl * math.exp((shared[p] if op_p == LEAF else data[p, lane]) - lse)
+                    d = gl * exp((shared[p] if op_p == LEAF else data[p, lane]) - lse)
                     if op_p == LEAF:
                         shared_grad[p] += d
                     elif op_p != INPUT:
@@ -963,7 +1010,7 @@ def backward(tape, lo, hi, mark, stamp, clear, g):
                 acc = 0.0
                 for j in range(k):
                     p = pidx[s + j]
-                    acc += math.exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
+                    acc += exp((shared[p] if op[p] == LEAF else data[p, lane]) - m)
                 c = 1.0
                 if label < 0:
                     c = 0.0
@@ -987,7 +1034,7 @@ def backward(tape, lo, hi, mark, stamp, clear, g):
                                 shared_grad[q] += dt
                             else:
                                 grad[q, lane] += dt
-                    dz = gl * (c * (math.exp(z - m) / acc) - t)  # exp again: no scratch array
+                    dz = gl * (c * (exp(z - m) / acc) - t)  # exp again: no scratch array
                     if op_p == LEAF:
                         shared_grad[p] += dz
                     elif op_p != INPUT:
