@@ -89,7 +89,8 @@ def test_blocks_equal_rows_for_wider_layers_and_cross_entropy(hidden, act, batch
             return tm.MLP(11, hidden, 0.05, act, seed=3, output_activation="linear")
 
     (la, pa, prog), (lb, pb, _) = fit_both(make, X, y, 3, loss="cross_entropy", batch_size=batch)
-    assert len(prog._blocks[1]) == len(hidden)
+    kinds = prog._blocks[1][:, 4].tolist()
+    assert len(kinds) == len(hidden) + 1 and kinds[-1] == kernels.CROSS_ENTROPY  # the layers, the loss
     np.testing.assert_allclose(la, lb, **CLOSE)
     np.testing.assert_allclose(pa, pb, **CLOSE)
     if batch <= 4:
@@ -200,3 +201,53 @@ def test_mac_tiles_equal_a_matrix_product(rows, cols, n, step):
     rng2 = np.random.default_rng(rows * 100 + cols)
     rng2.normal(size=rows * ars + 4), rng2.normal(size=n * bstep + 8)
     np.testing.assert_array_equal(c[outside], rng2.normal(size=(rows + 1) * crs)[outside])  # untouched
+
+
+@pytest.mark.parametrize("batch", [3, 16])
+def test_cross_entropy_blocks_with_class_index_and_targets_equal_rows(batch):
+    """Two heads, two losses: a class index (row aux) and one-hot target rows. Each loss row is a
+    block, with its own scratch rows; the loss blocks do the rows' arithmetic in their order,
+    so with 3 lanes (no tiles) every bit agrees, and with 16 to rounding."""
+    results = []
+    for blocks in (True, False):
+        with tm.Graph():
+            xs = tm.placeholders(5)
+            t = tm.placeholders(3)
+            trunk = tm.nn.Layer(5, 6, "tanh", seed=1)
+            head1 = tm.nn.Layer(6, 3, "linear", seed=2)
+            head2 = tm.nn.Layer(6, 4, "linear", seed=3)
+            h = trunk(xs)
+            loss = tm.losses.cross_entropy(head1(h), [t]) + tm.losses.cross_entropy(head2(h), 2)
+            params = trunk.parameters() + head1.parameters() + head2.parameters()
+            program = tm.compile(loss, xs + t, params)
+            program.dense_blocks = blocks
+            rng = np.random.default_rng(4)
+            samples = np.hstack([rng.normal(size=(40, 5)), np.eye(3)[rng.integers(0, 3, 40)]])
+            hist = program.fit(samples, 3, lr=0.2, batch_size=batch, shuffle=False, report_every=1)
+            results.append((hist.loss, np.array([p.data for p in params]), program._blocks))
+    _, found, _ = results[0][2]
+    losses = found[found[:, 4] == kernels.CROSS_ENTROPY]
+    assert sorted(losses[:, 7].tolist()) == [-1, 2]  # target rows; class index 2
+    g = dense.plan(results[0][2], batch)[3]
+    scratch = dense.plan(results[0][2], batch)[1][found[:, 4] == kernels.CROSS_ENTROPY]
+    first, second = sorted(scratch[:, 5].tolist())
+    assert first >= 6 and second >= first + 3 + 3 and g.shape[0] >= second + 4 + 3  # no overlap
+    if batch <= 4:
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_allclose(results[0][0], results[1][0], **CLOSE)
+    np.testing.assert_allclose(results[0][1], results[1][1], **CLOSE)
+
+
+def test_a_cross_entropy_block_gives_nan_for_a_nan_or_infinite_logit():
+    """The rows' rule at the edges: a NaN logit, a +inf one, all -inf: the loss row is NaN."""
+    n = 3
+    data = np.array([[0.5, np.nan, np.inf, -np.inf], [1.0, 0.0, 1.0, -np.inf], [0.0, 2.0, 0.0, -np.inf]])
+    rows = np.vstack([data, np.zeros((1, 4))])  # logit rows 0..2, the loss row 3
+    blocks = np.array([[3, 1, 0, n, kernels.CROSS_ENTROPY, 0, -1, 1]], np.int64)
+    g = np.zeros((n + 3, 4))
+    kernels.dense_forward(rows, np.zeros(4), blocks, np.zeros(0, np.int64), 0, g)
+    z = data[:, 0]
+    want = (z.max() - z[1]) + np.log(np.exp(z - z.max()).sum())
+    assert rows[3, 0] == pytest.approx(want, rel=1e-15)
+    assert np.isnan(rows[3, 1:]).all()

@@ -1355,10 +1355,14 @@ SEG_BLOCK = 1
 
 
 @inline_kernel
-def dense_forward(data, shared, blocks, wrows, k):
+def dense_forward(data, shared, blocks, wrows, k, g):
     """Block k's rows: data[o0 + h] = act(b_h + sum_j w_hj * data[x0 + j]), every lane;
     each unit adds its bias, then its inputs in order, as ``affine_row`` (by
-    tiles when the block is packed and has 8 lanes or more)."""
+    tiles when the block is packed and has 8 lanes or more). A cross-entropy
+    block: ``cross_entropy_forward``, which leaves its exps in ``g`` for backward."""
+    if blocks[k, 4] == CROSS_ENTROPY:
+        cross_entropy_forward(data, blocks, k, g)
+        return
     o0 = blocks[k, 0]
     units = blocks[k, 1]
     x0 = blocks[k, 2]
@@ -1395,6 +1399,9 @@ def dense_forward(data, shared, blocks, wrows, k):
 def dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, g, gw, xt):
     """Block k's backward: its rows' gradients into biases, weights and input rows;
     the rows' own gradients are left at 0 (as ``backward(..., clear=True)``)."""
+    if blocks[k, 4] == CROSS_ENTROPY:
+        cross_entropy_backward(data, grad, blocks, k, g)
+        return
     o0 = blocks[k, 0]
     units = blocks[k, 1]
     x0 = blocks[k, 2]
@@ -1488,6 +1495,86 @@ def backward_tiles(data, grad, shared, shared_grad, blocks, k, g, xt, into_input
         # dX (fan x lanes) += W^T (fan x units) G (units x lanes), units last first
         top = units - 1
         mac(shared, wb + top * us, 1, -us, g, top * gs, -gs, grad, x0 * lanes, lanes, fan, lanes, units)
+
+
+@inline_kernel
+def cross_entropy_forward(data, blocks, k, g):
+    """A CROSS_ENTROPY row as a block (see ``forward`` for the rule): the same arithmetic
+    in the same order per lane, run class by class over all lanes, so ``exp`` vectorises.
+
+    Block k is (row i, 1, first logit row z0, classes n, CROSS_ENTROPY, first scratch
+    row s, first target row t0 or -1, class index or -1). Leaves e_j = exp(z_j - m) in
+    g[s + j] and their sum in g[s + n] for backward (the max m and log sum in the next two).
+    """
+    i = blocks[k, 0]
+    z0 = blocks[k, 2]
+    n = blocks[k, 3]
+    s = blocks[k, 5]
+    t0 = blocks[k, 6]
+    label = blocks[k, 7]
+    lanes = data.shape[1]
+    total = s + n
+    top = s + n + 1
+    logs = s + n + 2
+    for lane in range(lanes):
+        g[top, lane] = -math.inf
+        g[total, lane] = 0.0
+    for j in range(n):  # m = the largest logit (NaN ones aside: they make the sum NaN)
+        for lane in range(lanes):
+            v = data[z0 + j, lane]
+            if v > g[top, lane]:
+                g[top, lane] = v
+    for j in range(n):
+        for lane in range(lanes):
+            e = exp(data[z0 + j, lane] - g[top, lane])
+            g[s + j, lane] = e
+            g[total, lane] += e
+    for lane in range(lanes):
+        g[logs, lane] = math.log(g[total, lane])  # L = log sum exp(z - m)
+        data[i, lane] = 0.0
+    if label >= 0:
+        for lane in range(lanes):
+            data[i, lane] = (g[top, lane] - data[z0 + label, lane]) + g[logs, lane]
+    else:
+        for j in range(n):
+            for lane in range(lanes):
+                t = data[t0 + j, lane]
+                data[i, lane] += t * ((g[top, lane] - data[z0 + j, lane]) + g[logs, lane])
+    for lane in range(lanes):  # a NaN logit, a +inf one or all -inf: NaN, as PyTorch
+        if math.isinf(g[top, lane]) or g[total, lane] != g[total, lane]:
+            data[i, lane] = math.nan
+
+
+@inline_kernel
+def cross_entropy_backward(data, grad, blocks, k, g):
+    """The backward of a cross-entropy block (see ``backward`` for the rule) from the exps
+    its forward left in ``g``: d/dz_j = c e_j / sum - t_j, c = sum t (1 for a class index)."""
+    i = blocks[k, 0]
+    z0 = blocks[k, 2]
+    n = blocks[k, 3]
+    s = blocks[k, 5]
+    t0 = blocks[k, 6]
+    label = blocks[k, 7]
+    lanes = data.shape[1]
+    total = s + n
+    top = s + n + 1  # (the max: backward needs it no more; the row c of sum t takes its place)
+    for lane in range(lanes):
+        g[top, lane] = 1.0
+    if label < 0:
+        for lane in range(lanes):
+            g[top, lane] = 0.0
+        for j in range(n):
+            for lane in range(lanes):
+                g[top, lane] += data[t0 + j, lane]
+    for j in range(n):
+        for lane in range(lanes):
+            if label >= 0:
+                t = 1.0 if j == label else 0.0
+            else:
+                t = data[t0 + j, lane]
+            grad[z0 + j, lane] += grad[i, lane] * (g[top, lane] * (g[s + j, lane] / g[total, lane]) - t)
+    for lane in range(lanes):
+        grad[i, lane] = 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -1663,7 +1750,7 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                 # an inlined helper's arguments cost a reference count each, per chunk)
                 for sg in range(segs.shape[0]):
                     if segs[sg, 0] == SEG_BLOCK:
-                        dense_forward(data, shared, blocks, wrows, segs[sg, 1])
+                        dense_forward(data, shared, blocks, wrows, segs[sg, 1], gd)
                     else:
                         forward(tape, segs[sg, 1], segs[sg, 2])
                 for lane in range(width):
