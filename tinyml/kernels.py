@@ -1237,15 +1237,17 @@ def compact(op, pstart, pidx, aux, data, grad, keep, n, n_eval):
 # The fused multiply-add rounds once where the rows round twice, so blocks use
 # tiles only from 8 lanes on, where they already equal the rows to rounding.
 # ---------------------------------------------------------------------------
-def _tile(rows: int, cols: int):
-    """The intrinsic ``tile(a, a0, ars, astep, b, b0, bstep, c, c0, crs, n)`` of ``rows`` x ``cols``."""
+def _tile(cols: int):
+    """The intrinsic ``tile(a, a0, ars, astep, b, b0, bstep, c, c0, crs, n, rows)`` of up to
+    4 rows (``rows``: 1 to 4; the rows past it are computed on a copy of the last, not stored)
+    by ``cols`` columns."""
 
     @intrinsic
-    def tile(typingctx, a, a0, ars, astep, b, b0, bstep, c, c0, crs, n):
-        sig = types.void(a, a0, ars, astep, b, b0, bstep, c, c0, crs, n)
+    def tile(typingctx, a, a0, ars, astep, b, b0, bstep, c, c0, crs, n, rows):
+        sig = types.void(a, a0, ars, astep, b, b0, bstep, c, c0, crs, n, rows)
 
         def codegen(context, builder, signature, args):
-            a, a0, ars, astep, b, b0, bstep, c, c0, crs, n = args
+            a, a0, ars, astep, b, b0, bstep, c, c0, crs, n, rows = args
             ta, tb, tc = signature.args[0], signature.args[4], signature.args[7]
             pa = context.make_array(ta)(context, builder, a).data
             pb = context.make_array(tb)(context, builder, b).data
@@ -1260,23 +1262,25 @@ def _tile(rows: int, cols: int):
 
             fnty = ir.FunctionType(vec, [vec, vec, vec])
             fma = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{cols}f64")
+            last = builder.sub(rows, ir.Constant(i64, 1))
             slots = []
-            for u in range(rows):
-                off = builder.add(c0, builder.mul(crs, ir.Constant(i64, u)))
+            for u in range(4):
+                uc = ir.Constant(i64, u)
+                row = builder.select(builder.icmp_signed("<", uc, rows), uc, last)
                 slot = cgutils.alloca_once(builder, vec)  # promoted to a register by LLVM
-                builder.store(builder.load(at(pc, off), align=8), slot)
-                slots.append((slot, off))
+                builder.store(builder.load(at(pc, builder.add(c0, builder.mul(crs, row))), align=8), slot)
+                slots.append((slot, row))
             with cgutils.for_range(builder, n) as loop:
                 x = builder.load(at(pb, builder.add(b0, builder.mul(loop.index, bstep))), align=8)
                 a_i = builder.add(a0, builder.mul(loop.index, astep))
-                for u, (slot, _) in enumerate(slots):
-                    a_iu = builder.add(a_i, builder.mul(ars, ir.Constant(i64, u)))
-                    w = builder.load(builder.gep(pa, [a_iu]))
+                for slot, row in slots:
+                    w = builder.load(builder.gep(pa, [builder.add(a_i, builder.mul(ars, row))]))
                     one = builder.insert_element(undef, w, ir.Constant(ir.IntType(32), 0))
                     wv = builder.shuffle_vector(one, undef, splat)  # w in every element
                     builder.store(builder.call(fma, [wv, x, builder.load(slot)]), slot)
-            for slot, off in slots:
-                builder.store(builder.load(slot), at(pc, off), align=8)
+            for u, (slot, row) in enumerate(slots):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, u), rows)):
+                    builder.store(builder.load(slot), at(pc, builder.add(c0, builder.mul(crs, row))), align=8)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -1284,42 +1288,32 @@ def _tile(rows: int, cols: int):
     return tile
 
 
-tile_4x16 = _tile(4, 16)
-tile_4x8 = _tile(4, 8)
-tile_4x1 = _tile(4, 1)
-tile_1x16 = _tile(1, 16)
-tile_1x8 = _tile(1, 8)
-tile_1x1 = _tile(1, 1)
+tile_16 = _tile(16)
+tile_8 = _tile(8)
+tile_1 = _tile(1)
 
 
-@inline_kernel
+@borrowing_kernel
 def mac(a, a0, ars, astep, b, b0, bstep, c, c0, crs, rows, cols, n):
-    """C += A B over ``rows`` x ``cols`` of C, by tiles: the offsets of one tile, above."""
-    u = 0
-    while u < rows:
-        four = u + 4 <= rows
+    """C += A B over ``rows`` x ``cols`` of C, by tiles: the offsets of one tile, above.
+
+    A kernel of its own, not inlined, over 1-D arrays (views of the 2-D ones): one
+    compiled signature serves the three products of the blocks, which keeps the
+    tiles' share of the cold-start compile small."""
+    for u in range(0, rows, 4):
+        r = min(4, rows - u)
         ai = a0 + u * ars
         ci = c0 + u * crs
         col = 0
         while col + 16 <= cols:
-            if four:
-                tile_4x16(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n)
-            else:
-                tile_1x16(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n)
+            tile_16(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n, r)
             col += 16
         if col + 8 <= cols:
-            if four:
-                tile_4x8(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n)
-            else:
-                tile_1x8(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n)
+            tile_8(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n, r)
             col += 8
         while col < cols:
-            if four:
-                tile_4x1(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n)
-            else:
-                tile_1x1(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n)
+            tile_1(a, ai, ars, astep, b, b0 + col, bstep, c, ci + col, crs, n, r)
             col += 1
-        u += 4 if four else 1
 
 
 # ---------------------------------------------------------------------------
@@ -1377,7 +1371,8 @@ def dense_forward(data, shared, blocks, wrows, k, g):
             for lane in range(lanes):
                 data[o0 + h, lane] = bv
         # Z (units x lanes) += W (units x fan, rows us apart in shared) X (fan x lanes)
-        mac(shared, wb, us, 1, data, x0 * lanes, lanes, data, o0 * lanes, lanes, units, lanes, fan)
+        flat = data.reshape(data.size)  # (a view; one compiled mac serves every product)
+        mac(shared, wb, us, 1, flat, x0 * lanes, lanes, flat, o0 * lanes, lanes, units, lanes, fan)
     else:
         for h in range(units):
             bv = shared[wrows[at + h]]
@@ -1490,11 +1485,13 @@ def backward_tiles(data, grad, shared, shared_grad, blocks, k, g, xt, into_input
         xt[lane, fan] = 1.0
     # GW (units x (fan + 1), rows us apart in shared_grad) += G (units x lanes) X1^T, lanes last first
     last = lanes - 1
-    mac(g, last, gs, -1, xt, last * xs, -xs, shared_grad, wb, us, units, fan + 1, lanes)
+    g1 = g.reshape(g.size)  # views, so that one compiled mac serves every product
+    mac(g1, last, gs, -1, xt.reshape(xt.size), last * xs, -xs, shared_grad, wb, us, units, fan + 1, lanes)
     if into_inputs:
         # dX (fan x lanes) += W^T (fan x units) G (units x lanes), units last first
         top = units - 1
-        mac(shared, wb + top * us, 1, -us, g, top * gs, -gs, grad, x0 * lanes, lanes, fan, lanes, units)
+        into = grad.reshape(grad.size)
+        mac(shared, wb + top * us, 1, -us, g1, top * gs, -gs, into, x0 * lanes, lanes, fan, lanes, units)
 
 
 @inline_kernel
