@@ -251,3 +251,32 @@ def test_a_cross_entropy_block_gives_nan_for_a_nan_or_infinite_logit():
     want = (z.max() - z[1]) + np.log(np.exp(z - z.max()).sum())
     assert rows[3, 0] == pytest.approx(want, rel=1e-15)
     assert np.isnan(rows[3, 1:]).all()
+
+
+@pytest.mark.parametrize("batch", [3, 16])
+def test_a_layer_over_inputs_and_computed_rows_equals_rows(batch):
+    """A layer whose input rows are two placeholders and then a computed row: the block
+    passes gradients to the computed row only (an input row takes none)."""
+    results = []
+    for blocks in (True, False):
+        with tm.Graph():
+            layer = tm.nn.Layer(3, 5, "tanh", seed=6)
+            out = tm.nn.Layer(5, 1, "linear", seed=7)
+            xs = tm.placeholders(3)
+            doubled = xs[0] * 2.0  # a MUL_C row right after the placeholder rows
+            loss = (out(layer([xs[1], xs[2], doubled]))[0] - xs[0]) ** 2
+            params = layer.parameters() + out.parameters()
+            program = tm.compile(loss, xs, params)
+            program.dense_blocks = blocks
+            rng = np.random.default_rng(3)
+            hist = program.fit(rng.normal(size=(32, 3)), 3, lr=0.1, batch_size=batch, shuffle=False)
+            results.append((hist.loss, np.array([p.data for p in params]), program))
+    program = results[0][2]
+    _, found, _ = program._blocks
+    first = found[0]
+    inputs = program._op[first[2] : first[2] + first[3]]
+    assert (inputs == kernels.INPUT).sum() == 2 and (inputs != kernels.INPUT).sum() == 1
+    if batch <= 4:
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_allclose(results[0][0], results[1][0], **CLOSE)
+    np.testing.assert_allclose(results[0][1], results[1][1], **CLOSE)
