@@ -1342,7 +1342,13 @@ def mac(a, a0, ars, astep, b, b0, bstep, c, c0, crs, rows, cols, n):
 # dense_forward and dense_backward are inlined into ``train_epochs``, their
 # one caller: it counts no references (``borrowing_kernel``), so inlining
 # costs none, and a call would push their eleven arrays' fields (about 80
-# words) onto the stack per block and chunk.
+# words) onto the stack per block and chunk. What they call from 8 lanes on
+# (``forward_tiles``, ``backward_tiles``, ``mac``) and the cross-entropy
+# blocks are kernels of their own: microseconds of work per call, and
+# compiled apart they keep the training kernel's own compile from doubling.
+# A cross-entropy block is (loss row, 1, first logit row, classes n,
+# CROSS_ENTROPY, first scratch row of g, first target row or -1, class
+# index or -1); see ``cross_entropy_forward``.
 # ---------------------------------------------------------------------------
 SEG_ROWS = 0
 SEG_BLOCK = 1
@@ -1363,16 +1369,8 @@ def dense_forward(data, shared, blocks, wrows, k, g):
     fan = blocks[k, 3]
     at = blocks[k, 5]
     lanes = data.shape[1]
-    wb = blocks[k, 6]
-    us = blocks[k, 7]
-    if lanes >= 8 and wb >= 0:
-        for h in range(units):
-            bv = shared[wb + h * us + fan]
-            for lane in range(lanes):
-                data[o0 + h, lane] = bv
-        # Z (units x lanes) += W (units x fan, rows us apart in shared) X (fan x lanes)
-        flat = data.reshape(data.size)  # (a view; one compiled mac serves every product)
-        mac(shared, wb, us, 1, flat, x0 * lanes, lanes, flat, o0 * lanes, lanes, units, lanes, fan)
+    if lanes >= 8 and blocks[k, 6] >= 0:
+        forward_tiles(data, shared, blocks, k)
     else:
         for h in range(units):
             bv = shared[wrows[at + h]]
@@ -1466,7 +1464,31 @@ def dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, g, gw,
                 grad[xr, lane] += g[h, lane] * wv
 
 
-@inline_kernel
+@borrowing_kernel
+def forward_tiles(data, shared, blocks, k):
+    """``dense_forward``'s affine part of a packed block, by tiles: Z = b + W X.
+
+    This, ``backward_tiles`` and the cross-entropy blocks are kernels of their own,
+    called (not inlined into ``train_epochs``): a call costs tens of ns against
+    microseconds of work, and compiled apart they keep the training kernel's
+    cold-start compile from growing with them."""
+    o0 = blocks[k, 0]
+    units = blocks[k, 1]
+    x0 = blocks[k, 2]
+    fan = blocks[k, 3]
+    wb = blocks[k, 6]
+    us = blocks[k, 7]
+    lanes = data.shape[1]
+    for h in range(units):
+        bv = shared[wb + h * us + fan]
+        for lane in range(lanes):
+            data[o0 + h, lane] = bv
+    # Z (units x lanes) += W (units x fan, rows us apart in shared) X (fan x lanes)
+    flat = data.reshape(data.size)  # (a view; one compiled mac serves every product)
+    mac(shared, wb, us, 1, flat, x0 * lanes, lanes, flat, o0 * lanes, lanes, units, lanes, fan)
+
+
+@borrowing_kernel
 def backward_tiles(data, grad, shared, shared_grad, blocks, k, g, xt, into_inputs):
     """``dense_backward`` of a packed block, by tiles, once g holds the pre-activation
     gradients: weights and biases (a column of ones after the inputs in ``xt``
@@ -1494,7 +1516,7 @@ def backward_tiles(data, grad, shared, shared_grad, blocks, k, g, xt, into_input
         mac(shared, wb + top * us, 1, -us, g1, top * gs, -gs, into, x0 * lanes, lanes, fan, lanes, units)
 
 
-@inline_kernel
+@borrowing_kernel
 def cross_entropy_forward(data, blocks, k, g):
     """A CROSS_ENTROPY row as a block (see ``forward`` for the rule): the same arithmetic
     in the same order per lane, run class by class over all lanes, so ``exp`` vectorises.
@@ -1542,7 +1564,7 @@ def cross_entropy_forward(data, blocks, k, g):
             data[i, lane] = math.nan
 
 
-@inline_kernel
+@borrowing_kernel
 def cross_entropy_backward(data, grad, blocks, k, g):
     """The backward of a cross-entropy block (see ``backward`` for the rule) from the exps
     its forward left in ``g``: d/dz_j = c e_j / sum - t_j, c = sum t (1 for a class index)."""
