@@ -319,3 +319,19 @@ def test_validation_loss_per_member_matches_solo_fits():
     assert history.val_loss.shape == (3, len(history.epoch))
     for i, (_, ref_history) in enumerate(alone):
         np.testing.assert_allclose(history.val_loss[i], ref_history.val_loss, rtol=1e-12, err_msg=f"{i}")
+
+
+def test_validation_with_learning_rates_out_of_order_keeps_each_member_its_own():
+    # members are laid out grouped by learning rate (lane l holds member perm[l]); the validation
+    # loss between calls must not write the members back into the lanes in member order
+    X, Y = regression(n=9)
+    Xv, Yv = regression(n=5, seed=3)
+    models = members(3, (4, 2), 3, lr=[0.2, 0.05, 0.1], out="linear")
+    alone = [
+        solo_fit(m, X, Y, epochs=30, loss="mse", report_every=7, validation_data=(Xv, Yv)) for m in models
+    ]
+    ens = tm.Ensemble(models)
+    history = ens.fit(X, Y, epochs=30, loss="mse", report_every=7, validation_data=(Xv, Yv), progress=False)
+    for i, (ref, ref_history) in enumerate(alone):
+        np.testing.assert_allclose(params_of(ens.models[i]), params_of(ref), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(history.val_loss[i], ref_history.val_loss, rtol=1e-12, err_msg=f"{i}")
