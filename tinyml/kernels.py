@@ -1717,9 +1717,10 @@ def _check_member_code() -> None:
 _check_member_code()
 
 
-@kernel
+@inline_kernel
 def load_members(data, in_rows, samples, s):
-    """Broadcast sample ``s`` into the input rows of every lane (member)."""
+    """Broadcast sample ``s`` into the input rows of every lane (member). Inlined: called
+    per sample, and a call that takes arrays costs reference counts."""
     lanes = data.shape[1]
     for j in range(in_rows.shape[0]):
         v = samples[s, j]
@@ -1749,72 +1750,155 @@ def member_row(op, pstart, pidx, i):
     return 0
 
 
+MEMBER_GENERIC = 0  # a row the generic sweeps (``forward``/``backward``) evaluate
+MEMBER_SQDIFF = 1  # a squared error of two per-lane (or INPUT) rows
+MEMBER_RUN = 2  # a NEURON row of per-lane parameters that starts a run (see ``member_kinds``)
+MEMBER_NEXT = 3  # a NEURON row of per-lane parameters in the run of the row before it
+
+
+@kernel
+def member_kinds(op, pstart, pidx, aux, first, end):
+    """int64[end]: what ``member_forward``/``member_backward`` do with each row first..end-1.
+
+    NEURON rows of one activation that follow each other and read no row of
+    their run make a run (a layer), as in ``forward``: their affine parts are
+    swept one after the other, then the activation over the run in one loop
+    nest, so independent activations overlap in flight. Worked out once per
+    kernel call, not per sample."""
+    kinds = np.zeros(end, np.int64)
+    start = first
+    for i in range(first, end):
+        k = member_row(op, pstart, pidx, i)
+        if k == 1:
+            kinds[i] = MEMBER_SQDIFF
+        elif k == 2:
+            last_parent = -1
+            for q in range(pstart[i], pstart[i + 1]):
+                last_parent = max(last_parent, pidx[q])
+            if i > first and kinds[i - 1] >= MEMBER_RUN and aux[i] == aux[i - 1] and last_parent < start:
+                kinds[i] = MEMBER_NEXT
+            else:
+                kinds[i] = MEMBER_RUN
+                start = i
+    return kinds
+
+
 @inline_kernel
-def member_forward(tape, lo, hi):
-    """``forward`` over rows lo..hi-1 of an ensemble tape, with its squared error swept here:
-    ``forward``'s generic two-parent loop dispatches on the op in every lane, this one
-    calls the same rule with the op code fixed. Every other row goes through ``forward``."""
+def member_affine(op, pstart, pidx, data, i):
+    """data[i] = b + w_1 x_1 + ... + w_n x_n per lane for a NEURON row of per-lane parameters,
+    added in that order (``affine_row``'s), two terms per pass over the lanes: the
+    partial sum stays in a register between them."""
+    lanes = data.shape[1]
+    s = pstart[i]
+    n = (pstart[i + 1] - s - 1) // 2
+    b = pidx[s]
+    if n >= 2:
+        w0, x0, w1, x1 = pidx[s + 1], pidx[s + 1 + n], pidx[s + 2], pidx[s + 2 + n]
+        for lane in range(lanes):
+            data[i, lane] = (data[b, lane] + data[w0, lane] * data[x0, lane]) + data[w1, lane] * data[x1, lane]
+        k = 2
+    else:
+        for lane in range(lanes):
+            data[i, lane] = data[b, lane]
+        k = 0
+    while k + 1 < n:
+        w0, x0, w1, x1 = pidx[s + 1 + k], pidx[s + 1 + n + k], pidx[s + 2 + k], pidx[s + 2 + n + k]
+        for lane in range(lanes):
+            data[i, lane] = (data[i, lane] + data[w0, lane] * data[x0, lane]) + data[w1, lane] * data[x1, lane]
+        k += 2
+    if k < n:
+        w0, x0 = pidx[s + 1 + k], pidx[s + 1 + n + k]
+        for lane in range(lanes):
+            data[i, lane] += data[w0, lane] * data[x0, lane]
+
+
+@inline_kernel
+def member_forward(tape, kinds, lo, hi):
+    """``forward`` over rows lo..hi-1 of an ensemble tape: runs of NEURON rows of per-lane
+    parameters and squared errors are swept here (the same rules, in the same
+    order, with no call per row), every other row by ``forward``."""
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
     i = lo
     while i < hi:
-        j = i
-        while j < hi and member_row(op, pstart, pidx, j) != 1:
-            j += 1
-        if j > i:
+        k = kinds[i]
+        if k == MEMBER_GENERIC:
+            j = i + 1
+            while j < hi and kinds[j] == MEMBER_GENERIC:
+                j += 1
             forward(tape, i, j)
-        if j < hi:
-            a = pidx[pstart[j]]
-            b = pidx[pstart[j] + 1]
-            c = aux[j]
+            i = j
+        elif k == MEMBER_SQDIFF:
+            a = pidx[pstart[i]]
+            b = pidx[pstart[i] + 1]
+            c = aux[i]
             for lane in range(lanes):
-                data[j, lane] = binary_value(SQDIFF, data[a, lane], data[b, lane], c)
-        i = j + 1
+                data[i, lane] = binary_value(SQDIFF, data[a, lane], data[b, lane], c)
+            i += 1
+        else:
+            start = i
+            member_affine(op, pstart, pidx, data, i)
+            i += 1
+            while i < hi and kinds[i] == MEMBER_NEXT:
+                member_affine(op, pstart, pidx, data, i)
+                i += 1
+            activate(aux[start], data, start, i)
 
 
 @inline_kernel
-def member_backward(tape, lo, hi, unmarked, g):
-    """``backward`` (every row, clearing) over rows hi-1..lo of an ensemble tape, with the
-    per-lane squared error and the NEURON rows of per-lane parameters swept here, in
-    fewer passes over the lanes (each NEURON input's two products in one loop); the
-    same rules (``binary_backward``, ``pre_activation_grad``) in the same order of
-    additions, so the results are those of ``backward``. Other rows: ``backward``
+def member_backward(tape, kinds, lo, hi, unmarked, g):
+    """``backward`` (every row, clearing) over rows hi-1..lo of an ensemble tape: the
+    squared errors and NEURON rows of per-lane parameters swept here, each
+    parameter's two products of a NEURON input in one pass (two inputs' when
+    both are INPUT rows); the same rules (``binary_backward``,
+    ``pre_activation_grad``) and the same order of additions into each row, so
+    the results are those of ``backward``. Other rows: ``backward``
     (``unmarked``: its int64[1] mark array, unused with every row swept)."""
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
     i = hi - 1
     while i >= lo:
-        j = i
-        while j >= lo and member_row(op, pstart, pidx, j) == 0:
-            j -= 1
-        if j < i:
+        if kinds[i] == MEMBER_GENERIC:
+            j = i - 1
+            while j >= lo and kinds[j] == MEMBER_GENERIC:
+                j -= 1
             backward(tape, j + 1, i + 1, unmarked, np.int64(-1), np.bool_(True), g)
-        if j < lo:
-            break
-        s = pstart[j]
-        if op[j] == SQDIFF:
+            i = j
+            continue
+        s = pstart[i]
+        if kinds[i] == MEMBER_SQDIFF:
             a = pidx[s]
             b = pidx[s + 1]
-            c = aux[j]
+            c = aux[i]
             to_a = op[a] != INPUT
             to_b = op[b] != INPUT
             for lane in range(lanes):
-                da, db = binary_backward(
-                    SQDIFF, data[a, lane], data[b, lane], data[j, lane], c, grad[j, lane]
-                )
+                da, db = binary_backward(SQDIFF, data[a, lane], data[b, lane], data[i, lane], c, grad[i, lane])
                 if to_a:
                     grad[a, lane] += da
                 if to_b:
                     grad[b, lane] += db
+                grad[i, lane] = 0.0
         else:
-            n = (pstart[j + 1] - s - 1) // 2
-            pre_activation_grad(aux[j], grad, data, j, g)
+            n = (pstart[i + 1] - s - 1) // 2
+            pre_activation_grad(aux[i], grad, data, i, g)
             b = pidx[s]
             for lane in range(lanes):
                 grad[b, lane] += g[lane]
-            for k in range(n):
+                grad[i, lane] = 0.0
+            k = 0
+            while k < n:
                 w = pidx[s + 1 + k]
                 x = pidx[s + 1 + n + k]
+                if op[x] == INPUT and k + 1 < n and op[pidx[s + 2 + n + k]] == INPUT:
+                    w1 = pidx[s + 2 + k]
+                    x1 = pidx[s + 2 + n + k]
+                    for lane in range(lanes):
+                        gl = g[lane]
+                        grad[w, lane] += gl * data[x, lane]
+                        grad[w1, lane] += gl * data[x1, lane]
+                    k += 2
+                    continue
                 if op[x] == INPUT:
                     for lane in range(lanes):
                         grad[w, lane] += g[lane] * data[x, lane]
@@ -1823,9 +1907,17 @@ def member_backward(tape, lo, hi, unmarked, g):
                         gl = g[lane]
                         grad[w, lane] += gl * data[x, lane]
                         grad[x, lane] += gl * data[w, lane]
-        for lane in range(lanes):
-            grad[j, lane] = 0.0
-        i = j - 1
+                k += 1
+        i -= 1
+
+
+@inline_kernel
+def any_nan(x):
+    """True if float64[n] ``x`` holds a NaN: one sum (a NaN makes it NaN), which vectorises."""
+    acc = 0.0
+    for v in x:
+        acc += v
+    return acc != acc
 
 
 MEMBER_BLOCK = 256  # lanes swept together: a block's rows stay in cache (1000 lanes: 1.5x slower backward)
@@ -1939,6 +2031,7 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     draw_rows = np.arange(n_noise)
     sample_loss = np.zeros((solo_lanes, lanes))  # per-sample losses, summed in sample order
     unmarked = np.zeros(1, np.int64)
+    kinds = member_kinds(op, pstart, pidx, aux, first, end)
     scratch = np.empty(lanes)
     batch_loss = np.zeros(lanes)
     total = np.zeros(lanes)
@@ -1946,6 +2039,13 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     stateful = kind != SGD_KIND
     for g in range(hyper.shape[0]):
         stateful = stateful or hyper[g, 2] != 0.0  # SGD's momentum
+    # plain SGD (no weight decay, no momentum in any group): each lane's rate, for one update loop
+    plain = kind == SGD_KIND
+    rate = np.zeros(lanes)
+    for g in range(hyper.shape[0]):
+        plain = plain and hyper[g, 1] == 0.0 and hyper[g, 2] == 0.0
+        for lane in range(max(group_start[g] - m0, 0), min(group_start[g + 1] - m0, lanes)):
+            rate[lane] = hyper[g, 0]
     grad[:, :] = 0.0
     shared_grad[:] = 0.0
     for epoch in range(epoch0, epoch1):
@@ -1954,6 +2054,7 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
             live += status[m0 + lane] == 0
         if live == 0:
             return epoch - epoch0
+        stopped = lanes - live
         if seed >= 0:
             shuffle(order, seed, epoch)
         for lane in range(lanes):
@@ -1975,11 +2076,11 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         for lane in range(lanes):
                             p = rates[m0 + lane]
                             data[r, lane] = (1.0 - p) if u >= p else math.inf
-                    member_forward(tape, first, end)
+                    member_forward(tape, kinds, first, end)
                     for lane in range(lanes):
                         sample_loss[q, lane] = data[loss_row, lane]
                         grad[loss_row, lane] = scale
-                    member_backward(tape, first, end, unmarked, scratch)
+                    member_backward(tape, kinds, first, end, unmarked, scratch)
                 for q in range(width):
                     for lane in range(lanes):
                         batch_loss[lane] += sample_loss[q, lane]
@@ -1996,58 +2097,68 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         grad[p, lane] += l1 * sign + 2.0 * l2 * v
             for lane in range(lanes):
                 bad[lane] = batch_loss[lane] * 0.0
+                total[lane] += batch_loss[lane]
             for p in range(n_params):
                 for lane in range(lanes):
                     backup[p, lane] = data[p, lane]
                     bad[lane] += grad[p, lane] * 0.0
-            for lane in range(lanes):
-                i = m0 + lane
-                if status[i] == 0 and bad[lane] != 0.0:
-                    status[i] = 1
-                    fail[i, 0] = epoch
-                    fail[i, 1] = steps[0]
-                    fail_loss[i] = batch_loss[lane] * scale
-                total[lane] += batch_loss[lane]
+            if any_nan(bad):
+                for lane in range(lanes):
+                    i = m0 + lane
+                    if status[i] == 0 and bad[lane] != 0.0:
+                        status[i] = 1
+                        fail[i, 0] = epoch
+                        fail[i, 1] = steps[0]
+                        fail_loss[i] = batch_loss[lane] * scale
+                        stopped += 1
             if stateful:
                 copy_matrix(state_backup, state)
-            for g in range(hyper.shape[0]):
-                lo = max(group_start[g] - m0, 0)
-                hi = min(group_start[g + 1] - m0, lanes)
-                if lo == 0 and hi == lanes:  # the whole block: one call
-                    optimizer_update(kind, values, grads, state, hyper[g], steps[0] + 1)
-                elif lo < hi:
-                    for p in range(n_params):
-                        a = p * lanes + lo
-                        b = p * lanes + hi
-                        optimizer_update(kind, values[a:b], grads[a:b], state[a:b], hyper[g], steps[0] + 1)
+            if plain:
+                # optimizer_update's plain SGD step, p - lr * g, with each lane's own rate: one
+                # loop nest over the block that vectorises, not a call per group
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        data[p, lane] = data[p, lane] - rate[lane] * grad[p, lane]
+            else:
+                for g in range(hyper.shape[0]):
+                    lo = max(group_start[g] - m0, 0)
+                    hi = min(group_start[g + 1] - m0, lanes)
+                    if lo == 0 and hi == lanes:  # the whole block: one call
+                        optimizer_update(kind, values, grads, state, hyper[g], steps[0] + 1)
+                    elif lo < hi:
+                        for p in range(n_params):
+                            a = p * lanes + lo
+                            b = p * lanes + hi
+                            optimizer_update(kind, values[a:b], grads[a:b], state[a:b], hyper[g], steps[0] + 1)
             for lane in range(lanes):
                 bad[lane] = 0.0
             for p in range(n_params):
                 for lane in range(lanes):
                     bad[lane] += data[p, lane] * 0.0
                     grad[p, lane] = 0.0
-            for lane in range(lanes):
-                i = m0 + lane
-                if status[i] == 0 and bad[lane] != 0.0:
-                    status[i] = 2
-                    fail[i, 0] = epoch
-                    fail[i, 1] = steps[0]
-                    fail_loss[i] = batch_loss[lane] * scale
-                if status[i] != 0:  # stopped: back to the values from before this step
-                    for p in range(n_params):
-                        data[p, lane] = backup[p, lane]
-                        if stateful:
-                            k = p * lanes + lane
-                            for c in range(state.shape[1]):
-                                state[k, c] = state_backup[k, c]
+            if any_nan(bad):
+                for lane in range(lanes):
+                    i = m0 + lane
+                    if status[i] == 0 and bad[lane] != 0.0:
+                        status[i] = 2
+                        fail[i, 0] = epoch
+                        fail[i, 1] = steps[0]
+                        fail_loss[i] = batch_loss[lane] * scale
+                        stopped += 1
+            if stopped:
+                for lane in range(lanes):
+                    if status[m0 + lane] != 0:  # stopped: back to the values from before this step
+                        for p in range(n_params):
+                            data[p, lane] = backup[p, lane]
+                            if stateful:
+                                k = p * lanes + lane
+                                for c in range(state.shape[1]):
+                                    state[k, c] = state_backup[k, c]
             steps[0] += 1
             shared_grad[:] = 0.0
         for lane in range(lanes):
-            i = m0 + lane
-            if status[i] == 0:
-                losses[epoch - epoch0, i] = total[lane] / n if mean else total[lane]
-            else:
-                losses[epoch - epoch0, i] = math.nan
+            v = total[lane] / n if mean else total[lane]
+            losses[epoch - epoch0, m0 + lane] = v if status[m0 + lane] == 0 else math.nan
     return epoch1 - epoch0
 
 
