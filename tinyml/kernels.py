@@ -1795,7 +1795,8 @@ def member_affine(op, pstart, pidx, data, i):
     if n >= 2:
         w0, x0, w1, x1 = pidx[s + 1], pidx[s + 1 + n], pidx[s + 2], pidx[s + 2 + n]
         for lane in range(lanes):
-            data[i, lane] = (data[b, lane] + data[w0, lane] * data[x0, lane]) + data[w1, lane] * data[x1, lane]
+            t = data[b, lane] + data[w0, lane] * data[x0, lane]
+            data[i, lane] = t + data[w1, lane] * data[x1, lane]
         k = 2
     else:
         for lane in range(lanes):
@@ -1804,7 +1805,8 @@ def member_affine(op, pstart, pidx, data, i):
     while k + 1 < n:
         w0, x0, w1, x1 = pidx[s + 1 + k], pidx[s + 1 + n + k], pidx[s + 2 + k], pidx[s + 2 + n + k]
         for lane in range(lanes):
-            data[i, lane] = (data[i, lane] + data[w0, lane] * data[x0, lane]) + data[w1, lane] * data[x1, lane]
+            t = data[i, lane] + data[w0, lane] * data[x0, lane]
+            data[i, lane] = t + data[w1, lane] * data[x1, lane]
         k += 2
     if k < n:
         w0, x0 = pidx[s + 1 + k], pidx[s + 1 + n + k]
@@ -1873,7 +1875,9 @@ def member_backward(tape, kinds, lo, hi, unmarked, g):
             to_a = op[a] != INPUT
             to_b = op[b] != INPUT
             for lane in range(lanes):
-                da, db = binary_backward(SQDIFF, data[a, lane], data[b, lane], data[i, lane], c, grad[i, lane])
+                da, db = binary_backward(
+                    SQDIFF, data[a, lane], data[b, lane], data[i, lane], c, grad[i, lane]
+                )
                 if to_a:
                     grad[a, lane] += da
                 if to_b:
@@ -2035,6 +2039,7 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     scratch = np.empty(lanes)
     batch_loss = np.zeros(lanes)
     total = np.zeros(lanes)
+    bad_after = np.zeros(lanes)
     bad = np.zeros(lanes)  # 0 while a lane's numbers are finite, NaN (x * 0) once one is not
     stateful = kind != SGD_KIND
     for g in range(hyper.shape[0]):
@@ -2095,31 +2100,52 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
                         batch_loss[lane] += (l1 * abs(v) + l2 * v * v) / scale
                         grad[p, lane] += l1 * sign + 2.0 * l2 * v
-            for lane in range(lanes):
-                bad[lane] = batch_loss[lane] * 0.0
-                total[lane] += batch_loss[lane]
-            for p in range(n_params):
-                for lane in range(lanes):
-                    backup[p, lane] = data[p, lane]
-                    bad[lane] += grad[p, lane] * 0.0
-            if any_nan(bad):
-                for lane in range(lanes):
-                    i = m0 + lane
-                    if status[i] == 0 and bad[lane] != 0.0:
-                        status[i] = 1
-                        fail[i, 0] = epoch
-                        fail[i, 1] = steps[0]
-                        fail_loss[i] = batch_loss[lane] * scale
-                        stopped += 1
-            if stateful:
-                copy_matrix(state_backup, state)
             if plain:
-                # optimizer_update's plain SGD step, p - lr * g, with each lane's own rate: one
-                # loop nest over the block that vectorises, not a call per group
+                # one pass over the parameters: the gradient check, the backup, optimizer_update's
+                # plain SGD step p - lr * g with each lane's own rate, the value check, the
+                # gradient cleared (the general path below does these in five)
+                for lane in range(lanes):
+                    bad[lane] = batch_loss[lane] * 0.0
+                    bad_after[lane] = 0.0
+                    total[lane] += batch_loss[lane]
                 for p in range(n_params):
                     for lane in range(lanes):
-                        data[p, lane] = data[p, lane] - rate[lane] * grad[p, lane]
+                        v = data[p, lane]
+                        gp = grad[p, lane]
+                        backup[p, lane] = v
+                        bad[lane] += gp * 0.0
+                        v = v - rate[lane] * gp
+                        data[p, lane] = v
+                        bad_after[lane] += v * 0.0
+                        grad[p, lane] = 0.0
+                if any_nan(bad) or any_nan(bad_after):
+                    for lane in range(lanes):
+                        i = m0 + lane
+                        if status[i] == 0 and (bad[lane] != 0.0 or bad_after[lane] != 0.0):
+                            status[i] = 1 if bad[lane] != 0.0 else 2
+                            fail[i, 0] = epoch
+                            fail[i, 1] = steps[0]
+                            fail_loss[i] = batch_loss[lane] * scale
+                            stopped += 1
             else:
+                for lane in range(lanes):
+                    bad[lane] = batch_loss[lane] * 0.0
+                    total[lane] += batch_loss[lane]
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        backup[p, lane] = data[p, lane]
+                        bad[lane] += grad[p, lane] * 0.0
+                if any_nan(bad):
+                    for lane in range(lanes):
+                        i = m0 + lane
+                        if status[i] == 0 and bad[lane] != 0.0:
+                            status[i] = 1
+                            fail[i, 0] = epoch
+                            fail[i, 1] = steps[0]
+                            fail_loss[i] = batch_loss[lane] * scale
+                            stopped += 1
+                if stateful:
+                    copy_matrix(state_backup, state)
                 for g in range(hyper.shape[0]):
                     lo = max(group_start[g] - m0, 0)
                     hi = min(group_start[g + 1] - m0, lanes)
@@ -2129,22 +2155,24 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         for p in range(n_params):
                             a = p * lanes + lo
                             b = p * lanes + hi
-                            optimizer_update(kind, values[a:b], grads[a:b], state[a:b], hyper[g], steps[0] + 1)
-            for lane in range(lanes):
-                bad[lane] = 0.0
-            for p in range(n_params):
+                            optimizer_update(
+                                kind, values[a:b], grads[a:b], state[a:b], hyper[g], steps[0] + 1
+                            )
                 for lane in range(lanes):
-                    bad[lane] += data[p, lane] * 0.0
-                    grad[p, lane] = 0.0
-            if any_nan(bad):
-                for lane in range(lanes):
-                    i = m0 + lane
-                    if status[i] == 0 and bad[lane] != 0.0:
-                        status[i] = 2
-                        fail[i, 0] = epoch
-                        fail[i, 1] = steps[0]
-                        fail_loss[i] = batch_loss[lane] * scale
-                        stopped += 1
+                    bad[lane] = 0.0
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        bad[lane] += data[p, lane] * 0.0
+                        grad[p, lane] = 0.0
+                if any_nan(bad):
+                    for lane in range(lanes):
+                        i = m0 + lane
+                        if status[i] == 0 and bad[lane] != 0.0:
+                            status[i] = 2
+                            fail[i, 0] = epoch
+                            fail[i, 1] = steps[0]
+                            fail_loss[i] = batch_loss[lane] * scale
+                            stopped += 1
             if stopped:
                 for lane in range(lanes):
                     if status[m0 + lane] != 0:  # stopped: back to the values from before this step
