@@ -1848,11 +1848,46 @@ def member_forward(tape, kinds, lo, hi):
 
 
 @inline_kernel
+def member_neuron_grad(act, grad, data, i, b, g):
+    """``pre_activation_grad`` of NEURON row i (activation ``act``) into g, and in the same
+    pass g added to its bias row b's gradient and row i's own gradient cleared."""
+    lanes = data.shape[1]
+    if act == TANH:
+        for lane in range(lanes):
+            z = data[i, lane]
+            gl = grad[i, lane] * unary_derivative(np.uint8(TANH), z, z, 0.0)
+            g[lane] = gl
+            grad[b, lane] += gl
+            grad[i, lane] = 0.0
+    elif act == SIGMOID:
+        for lane in range(lanes):
+            z = data[i, lane]
+            gl = grad[i, lane] * unary_derivative(np.uint8(SIGMOID), z, z, 0.0)
+            g[lane] = gl
+            grad[b, lane] += gl
+            grad[i, lane] = 0.0
+    elif act == RELU:
+        for lane in range(lanes):
+            z = data[i, lane]
+            gl = grad[i, lane] * unary_derivative(np.uint8(RELU), z, z, 0.0)
+            g[lane] = gl
+            grad[b, lane] += gl
+            grad[i, lane] = 0.0
+    else:
+        for lane in range(lanes):
+            gl = grad[i, lane]
+            g[lane] = gl
+            grad[b, lane] += gl
+            grad[i, lane] = 0.0
+
+
+@inline_kernel
 def member_backward(tape, kinds, lo, hi, unmarked, g):
     """``backward`` (every row, clearing) over rows hi-1..lo of an ensemble tape: the
-    squared errors and NEURON rows of per-lane parameters swept here, each
-    parameter's two products of a NEURON input in one pass (two inputs' when
-    both are INPUT rows); the same rules (``binary_backward``,
+    squared errors and NEURON rows of per-lane parameters swept here, the
+    activation's derivative, the bias and the clearing in one pass, then two
+    inputs per pass (each input's weight and, unless it is an INPUT, its own
+    gradient); the same rules (``binary_backward``,
     ``pre_activation_grad``) and the same order of additions into each row, so
     the results are those of ``backward``. Other rows: ``backward``
     (``unmarked``: its int64[1] mark array, unused with every row swept)."""
@@ -1885,24 +1920,30 @@ def member_backward(tape, kinds, lo, hi, unmarked, g):
                 grad[i, lane] = 0.0
         else:
             n = (pstart[i + 1] - s - 1) // 2
-            pre_activation_grad(aux[i], grad, data, i, g)
-            b = pidx[s]
-            for lane in range(lanes):
-                grad[b, lane] += g[lane]
-                grad[i, lane] = 0.0
+            member_neuron_grad(aux[i], grad, data, i, pidx[s], g)
             k = 0
             while k < n:
                 w = pidx[s + 1 + k]
                 x = pidx[s + 1 + n + k]
-                if op[x] == INPUT and k + 1 < n and op[pidx[s + 2 + n + k]] == INPUT:
+                if k + 1 < n:  # two inputs in one pass
                     w1 = pidx[s + 2 + k]
                     x1 = pidx[s + 2 + n + k]
-                    for lane in range(lanes):
-                        gl = g[lane]
-                        grad[w, lane] += gl * data[x, lane]
-                        grad[w1, lane] += gl * data[x1, lane]
-                    k += 2
-                    continue
+                    if op[x] == INPUT and op[x1] == INPUT:
+                        for lane in range(lanes):
+                            gl = g[lane]
+                            grad[w, lane] += gl * data[x, lane]
+                            grad[w1, lane] += gl * data[x1, lane]
+                        k += 2
+                        continue
+                    if op[x] != INPUT and op[x1] != INPUT:
+                        for lane in range(lanes):
+                            gl = g[lane]
+                            grad[w, lane] += gl * data[x, lane]
+                            grad[x, lane] += gl * data[w, lane]
+                            grad[w1, lane] += gl * data[x1, lane]
+                            grad[x1, lane] += gl * data[w1, lane]
+                        k += 2
+                        continue
                 if op[x] == INPUT:
                     for lane in range(lanes):
                         grad[w, lane] += g[lane] * data[x, lane]
@@ -2039,7 +2080,9 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     scratch = np.empty(lanes)
     batch_loss = np.zeros(lanes)
     total = np.zeros(lanes)
-    bad_after = np.zeros(lanes)
+    go = np.empty(lanes, np.bool_)  # plain SGD: the lanes still training
+    for lane in range(lanes):
+        go[lane] = status[m0 + lane] == 0
     bad = np.zeros(lanes)  # 0 while a lane's numbers are finite, NaN (x * 0) once one is not
     stateful = kind != SGD_KIND
     for g in range(hyper.shape[0]):
@@ -2101,32 +2144,36 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         batch_loss[lane] += (l1 * abs(v) + l2 * v * v) / scale
                         grad[p, lane] += l1 * sign + 2.0 * l2 * v
             if plain:
-                # one pass over the parameters: the gradient check, the backup, optimizer_update's
-                # plain SGD step p - lr * g with each lane's own rate, the value check, the
-                # gradient cleared (the general path below does these in five)
+                # optimizer_update's plain SGD step, p - lr * g with each lane's own rate, in two
+                # passes that store little: the checks (NaN in bad: a gradient or a stepped
+                # value is not finite), then the step where the lane goes on; a stopped lane
+                # keeps its values, so nothing is backed up
                 for lane in range(lanes):
                     bad[lane] = batch_loss[lane] * 0.0
-                    bad_after[lane] = 0.0
                     total[lane] += batch_loss[lane]
                 for p in range(n_params):
                     for lane in range(lanes):
-                        v = data[p, lane]
                         gp = grad[p, lane]
-                        backup[p, lane] = v
-                        bad[lane] += gp * 0.0
-                        v = v - rate[lane] * gp
-                        data[p, lane] = v
-                        bad_after[lane] += v * 0.0
-                        grad[p, lane] = 0.0
-                if any_nan(bad) or any_nan(bad_after):
+                        bad[lane] += gp * 0.0 + (data[p, lane] - rate[lane] * gp) * 0.0
+                if any_nan(bad):
                     for lane in range(lanes):
                         i = m0 + lane
-                        if status[i] == 0 and (bad[lane] != 0.0 or bad_after[lane] != 0.0):
-                            status[i] = 1 if bad[lane] != 0.0 else 2
+                        if status[i] == 0 and bad[lane] != 0.0:
+                            bad_grad = batch_loss[lane] * 0.0
+                            for p in range(n_params):
+                                bad_grad += grad[p, lane] * 0.0
+                            status[i] = 1 if bad_grad != 0.0 else 2
                             fail[i, 0] = epoch
                             fail[i, 1] = steps[0]
                             fail_loss[i] = batch_loss[lane] * scale
                             stopped += 1
+                            go[lane] = False
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        v = data[p, lane]
+                        stepped = v - rate[lane] * grad[p, lane]
+                        data[p, lane] = stepped if go[lane] else v
+                        grad[p, lane] = 0.0
             else:
                 for lane in range(lanes):
                     bad[lane] = batch_loss[lane] * 0.0
@@ -2173,7 +2220,7 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                             fail[i, 1] = steps[0]
                             fail_loss[i] = batch_loss[lane] * scale
                             stopped += 1
-            if stopped:
+            if stopped and not plain:
                 for lane in range(lanes):
                     if status[m0 + lane] != 0:  # stopped: back to the values from before this step
                         for p in range(n_params):
