@@ -1752,99 +1752,43 @@ def member_row(op, pstart, pidx, i):
 
 MEMBER_GENERIC = 0  # a row the generic sweeps (``forward``/``backward``) evaluate
 MEMBER_SQDIFF = 1  # a squared error of two per-lane (or INPUT) rows
-MEMBER_RUN = 2  # a NEURON row of per-lane parameters that starts a run (see ``member_kinds``)
-MEMBER_NEXT = 3  # a NEURON row of per-lane parameters in the run of the row before it
+MEMBER_NEURON = 2  # a NEURON row of per-lane parameters (bias and weights MEMBER rows)
 
 
 @kernel
-def member_kinds(op, pstart, pidx, aux, first, end):
-    """int64[end]: what ``member_forward``/``member_backward`` do with each row first..end-1.
-
-    NEURON rows of one activation that follow each other and read no row of
-    their run make a run (a layer), as in ``forward``: their affine parts are
-    swept one after the other, then the activation over the run in one loop
-    nest, so independent activations overlap in flight. Worked out once per
-    kernel call, not per sample."""
+def member_kinds(op, pstart, pidx, first, end):
+    """int64[end]: ``member_row`` of each row first..end-1, worked out once per kernel
+    call rather than per sample (and per row) in the sweeps."""
     kinds = np.zeros(end, np.int64)
-    start = first
     for i in range(first, end):
-        k = member_row(op, pstart, pidx, i)
-        if k == 1:
-            kinds[i] = MEMBER_SQDIFF
-        elif k == 2:
-            last_parent = -1
-            for q in range(pstart[i], pstart[i + 1]):
-                last_parent = max(last_parent, pidx[q])
-            if i > first and kinds[i - 1] >= MEMBER_RUN and aux[i] == aux[i - 1] and last_parent < start:
-                kinds[i] = MEMBER_NEXT
-            else:
-                kinds[i] = MEMBER_RUN
-                start = i
+        kinds[i] = member_row(op, pstart, pidx, i)
     return kinds
 
 
 @inline_kernel
-def member_affine(op, pstart, pidx, data, i):
-    """data[i] = b + w_1 x_1 + ... + w_n x_n per lane for a NEURON row of per-lane parameters,
-    added in that order (``affine_row``'s), two terms per pass over the lanes: the
-    partial sum stays in a register between them."""
-    lanes = data.shape[1]
-    s = pstart[i]
-    n = (pstart[i + 1] - s - 1) // 2
-    b = pidx[s]
-    if n >= 2:
-        w0, x0, w1, x1 = pidx[s + 1], pidx[s + 1 + n], pidx[s + 2], pidx[s + 2 + n]
-        for lane in range(lanes):
-            t = data[b, lane] + data[w0, lane] * data[x0, lane]
-            data[i, lane] = t + data[w1, lane] * data[x1, lane]
-        k = 2
-    else:
-        for lane in range(lanes):
-            data[i, lane] = data[b, lane]
-        k = 0
-    while k + 1 < n:
-        w0, x0, w1, x1 = pidx[s + 1 + k], pidx[s + 1 + n + k], pidx[s + 2 + k], pidx[s + 2 + n + k]
-        for lane in range(lanes):
-            t = data[i, lane] + data[w0, lane] * data[x0, lane]
-            data[i, lane] = t + data[w1, lane] * data[x1, lane]
-        k += 2
-    if k < n:
-        w0, x0 = pidx[s + 1 + k], pidx[s + 1 + n + k]
-        for lane in range(lanes):
-            data[i, lane] += data[w0, lane] * data[x0, lane]
-
-
-@inline_kernel
 def member_forward(tape, kinds, lo, hi):
-    """``forward`` over rows lo..hi-1 of an ensemble tape: runs of NEURON rows of per-lane
-    parameters and squared errors are swept here (the same rules, in the same
-    order, with no call per row), every other row by ``forward``."""
+    """``forward`` over rows lo..hi-1 of an ensemble tape, with its squared errors swept here:
+    ``forward``'s generic two-parent loop dispatches on the op in every lane, this one
+    calls the same rule with the op code fixed. The rows between them go through
+    ``forward``, at one call each stretch (a layer's NEURON rows are one run there;
+    sweeping them here too saved about 3% and cost 2.4 s of first compile)."""
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
     i = lo
     while i < hi:
-        k = kinds[i]
-        if k == MEMBER_GENERIC:
-            j = i + 1
-            while j < hi and kinds[j] == MEMBER_GENERIC:
-                j += 1
-            forward(tape, i, j)
-            i = j
-        elif k == MEMBER_SQDIFF:
+        if kinds[i] == MEMBER_SQDIFF:
             a = pidx[pstart[i]]
             b = pidx[pstart[i] + 1]
             c = aux[i]
             for lane in range(lanes):
                 data[i, lane] = binary_value(SQDIFF, data[a, lane], data[b, lane], c)
             i += 1
-        else:
-            start = i
-            member_affine(op, pstart, pidx, data, i)
-            i += 1
-            while i < hi and kinds[i] == MEMBER_NEXT:
-                member_affine(op, pstart, pidx, data, i)
-                i += 1
-            activate(aux[start], data, start, i)
+        else:  # rows up to the next squared error, at one call (a layer's NEURON rows run together)
+            j = i + 1
+            while j < hi and kinds[j] != MEMBER_SQDIFF:
+                j += 1
+            forward(tape, i, j)
+            i = j
 
 
 @inline_kernel
@@ -2076,7 +2020,7 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     draw_rows = np.arange(n_noise)
     sample_loss = np.zeros((solo_lanes, lanes))  # per-sample losses, summed in sample order
     unmarked = np.zeros(1, np.int64)
-    kinds = member_kinds(op, pstart, pidx, aux, first, end)
+    kinds = member_kinds(op, pstart, pidx, first, end)
     scratch = np.empty(lanes)
     batch_loss = np.zeros(lanes)
     total = np.zeros(lanes)
