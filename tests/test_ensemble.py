@@ -335,3 +335,24 @@ def test_validation_with_learning_rates_out_of_order_keeps_each_member_its_own()
     for i, (ref, ref_history) in enumerate(alone):
         np.testing.assert_allclose(params_of(ens.models[i]), params_of(ref), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(history.val_loss[i], ref_history.val_loss, rtol=1e-12, err_msg=f"{i}")
+
+
+def test_a_member_whose_step_overflows_keeps_its_parameters_and_the_others_train_on():
+    # finite loss and gradients, but lr * gradient overflows: the step itself is what fails
+    X, Y = regression()
+    Y = 100.0 * Y
+    models = members(3, (4, 2), 3, lr=[0.01, 1e308, 0.01], out="linear", init="fan_in")
+    before = params_of(models[1]).copy()
+    alone = [solo_fit(m, X, Y, epochs=20, loss="sse") for m in models]
+    assert [isinstance(h, tm.TrainingDiverged) for _, h in alone] == [False, True, False]
+    assert np.isfinite(alone[1][1].loss)  # the set-up: the loss was finite, the update was not
+    ens = tm.Ensemble(models)
+    history = ens.fit(X, Y, epochs=20, loss="sse", progress=False)
+    np.testing.assert_array_equal(ens.diverged, [False, True, False])
+    np.testing.assert_array_equal(params_of(models[1]), before)
+    np.testing.assert_array_equal(params_of(models[1]), params_of(alone[1][0]))
+    assert ens.epochs_run[1] == 0 and ens.fail_loss[1] == alone[1][1].loss
+    assert np.all(np.isnan(history.loss[1]))
+    for i in (0, 2):
+        np.testing.assert_allclose(params_of(models[i]), params_of(alone[i][0]), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(history.loss[i], alone[i][1].loss, rtol=1e-12)
