@@ -1950,6 +1950,9 @@ def train_members(tape, feed, members, opt, run, epoch0, epoch1, losses):
         n_params += 1
     rows = op.shape[0]
     columns = state.shape[1]
+    n_noise = feed[3].shape[0]
+    solo_lanes = run[6]
+    kinds = member_kinds(op, pstart, pidx, run[1], run[0] + 1)
     start_order = order.copy()
     end_order = order.copy()
     start_step = steps[0]
@@ -1969,8 +1972,28 @@ def train_members(tape, feed, members, opt, run, epoch0, epoch1, losses):
             order[k] = start_order[k]
         steps[0] = start_step
         sweep = (op, pstart, pidx, aux, flat.reshape((rows, width)), flat_grad.reshape((rows, width)))
+        # train_block's scratch (it allocates nothing): rows 0..P-1 of data and grad as flat
+        # (p * width + lane) arrays for the optimizer, the backups, the solo fit's dropout draws
+        # of one block of samples, the per-sample losses (summed in sample order), per-lane sums
+        work = (
+            flat[: n_params * width],
+            flat_grad[: n_params * width],
+            np.empty((n_params, width)),
+            np.empty_like(block),
+            np.zeros((n_noise, solo_lanes)),
+            np.arange(n_noise),
+            np.zeros((solo_lanes, width)),
+            np.zeros(1, np.int64),
+            kinds,
+            np.empty(width),
+            np.zeros(width),
+            np.zeros(width),
+            np.empty(width, np.bool_),  # plain SGD: the lanes still training
+            np.zeros(width),  # 0 while a lane's numbers are finite, NaN (x * 0) once one is not
+            np.zeros(width),  # each lane's learning rate (plain SGD)
+        )
         d = train_block(
-            sweep, shared, shared_grad, feed, members, opt, block, run, m0, epoch0, epoch1, losses
+            sweep, shared, shared_grad, feed, members, opt, block, run, m0, epoch0, epoch1, losses, work
         )
         for p in range(n_params):
             for lane in range(width):
@@ -1988,11 +2011,14 @@ def train_members(tape, feed, members, opt, run, epoch0, epoch1, losses):
     return done
 
 
-@kernel
-def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, epoch0, epoch1, losses):
+@borrowing_kernel
+def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, epoch0, epoch1, losses, work):
     """``train_members`` for the lanes m0.. of one block: ``sweep`` (op, pstart, pidx,
     aux, data, grad) with one lane per member of the block, ``state`` the block's
-    optimizer state (row p * width + lane). Per-member arrays are indexed m0 + lane."""
+    optimizer state (row p * width + lane), ``work`` the scratch arrays ``train_members``
+    allocates for it. Per-member arrays are indexed m0 + lane. A borrowing kernel (see
+    ``borrowing_kernel``): it calls ``forward``/``backward`` once per sample, and with
+    reference counting on, each call bracketed some thirty arrays with atomic counts."""
     op, pstart, pidx, aux, data, grad = sweep
     tape = (op, pstart, pidx, aux, data, grad, shared, shared_grad)
     in_rows, samples, order, noise_rows, rates = feed
@@ -2009,37 +2035,26 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     n = samples.shape[0]
     lanes = data.shape[1]
     n_params = state.shape[0] // lanes
-    # rows 0..P-1 of data and grad as flat (p * lanes + lane) arrays, for the optimizer
-    values = data.reshape(data.size)[: n_params * lanes]
-    grads = grad.reshape(grad.size)[: n_params * lanes]
-    backup = np.empty((n_params, lanes))
-    state_backup = np.empty_like(state)
+    values, grads, backup, state_backup, draws, draw_rows, sample_loss, unmarked, kinds = work[:9]
+    scratch, batch_loss, total, go, bad, rate = work[9:]
     end = loss_row + 1
     n_noise = noise_rows.shape[0]
-    draws = np.zeros((n_noise, solo_lanes))  # the solo fit's dropout draws of one block of samples
-    draw_rows = np.arange(n_noise)
-    sample_loss = np.zeros((solo_lanes, lanes))  # per-sample losses, summed in sample order
-    unmarked = np.zeros(1, np.int64)
-    kinds = member_kinds(op, pstart, pidx, first, end)
-    scratch = np.empty(lanes)
-    batch_loss = np.zeros(lanes)
-    total = np.zeros(lanes)
-    go = np.empty(lanes, np.bool_)  # plain SGD: the lanes still training
     for lane in range(lanes):
         go[lane] = status[m0 + lane] == 0
-    bad = np.zeros(lanes)  # 0 while a lane's numbers are finite, NaN (x * 0) once one is not
     stateful = kind != SGD_KIND
     for g in range(hyper.shape[0]):
         stateful = stateful or hyper[g, 2] != 0.0  # SGD's momentum
     # plain SGD (no weight decay, no momentum in any group): each lane's rate, for one update loop
     plain = kind == SGD_KIND
-    rate = np.zeros(lanes)
     for g in range(hyper.shape[0]):
         plain = plain and hyper[g, 1] == 0.0 and hyper[g, 2] == 0.0
         for lane in range(max(group_start[g] - m0, 0), min(group_start[g + 1] - m0, lanes)):
             rate[lane] = hyper[g, 0]
-    grad[:, :] = 0.0
-    shared_grad[:] = 0.0
+    for r in range(grad.shape[0]):
+        for lane in range(lanes):
+            grad[r, lane] = 0.0
+    for r in range(shared_grad.shape[0]):
+        shared_grad[r] = 0.0
     for epoch in range(epoch0, epoch1):
         live = 0
         for lane in range(lanes):
@@ -2174,7 +2189,8 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                                 for c in range(state.shape[1]):
                                     state[k, c] = state_backup[k, c]
             steps[0] += 1
-            shared_grad[:] = 0.0
+            for r in range(shared_grad.shape[0]):
+                shared_grad[r] = 0.0
         for lane in range(lanes):
             v = total[lane] / n if mean else total[lane]
             losses[epoch - epoch0, m0 + lane] = v if status[m0 + lane] == 0 else math.nan
