@@ -356,3 +356,16 @@ def test_a_member_whose_step_overflows_keeps_its_parameters_and_the_others_train
     for i in (0, 2):
         np.testing.assert_allclose(params_of(models[i]), params_of(alone[i][0]), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(history.loss[i], alone[i][1].loss, rtol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
+def test_each_hidden_activation_and_odd_fan_ins_match_solo_fits(act):
+    # 3 inputs and 5 hidden units: the ensemble's backward pairs two inputs per pass, so an odd
+    # fan-in leaves one INPUT (first layer) and one computed input (second layer) on its own
+    X, Y = regression(n=8, n_in=3, n_out=2)
+    models = members(3, (5, 2), 3, lr=[0.05, 0.1, 0.02], act=act, out="linear", init="fan_in")
+    alone = [solo_fit(m, X, Y, epochs=25, batch_size=3, seed=5, loss="mse") for m in models]
+    history = tm.Ensemble(models).fit(X, Y, epochs=25, batch_size=3, seed=5, loss="mse", progress=False)
+    for i, (ref, ref_history) in enumerate(alone):
+        np.testing.assert_allclose(params_of(models[i]), params_of(ref), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(history.loss[i], ref_history.loss, rtol=1e-12, err_msg=f"{i}")
