@@ -319,3 +319,53 @@ def test_validation_loss_per_member_matches_solo_fits():
     assert history.val_loss.shape == (3, len(history.epoch))
     for i, (_, ref_history) in enumerate(alone):
         np.testing.assert_allclose(history.val_loss[i], ref_history.val_loss, rtol=1e-12, err_msg=f"{i}")
+
+
+def test_validation_with_learning_rates_out_of_order_keeps_each_member_its_own():
+    # members are laid out grouped by learning rate (lane l holds member perm[l]); the validation
+    # loss between calls must not write the members back into the lanes in member order
+    X, Y = regression(n=9)
+    Xv, Yv = regression(n=5, seed=3)
+    models = members(3, (4, 2), 3, lr=[0.2, 0.05, 0.1], out="linear")
+    alone = [
+        solo_fit(m, X, Y, epochs=30, loss="mse", report_every=7, validation_data=(Xv, Yv)) for m in models
+    ]
+    ens = tm.Ensemble(models)
+    history = ens.fit(X, Y, epochs=30, loss="mse", report_every=7, validation_data=(Xv, Yv), progress=False)
+    for i, (ref, ref_history) in enumerate(alone):
+        np.testing.assert_allclose(params_of(ens.models[i]), params_of(ref), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(history.val_loss[i], ref_history.val_loss, rtol=1e-12, err_msg=f"{i}")
+
+
+def test_a_member_whose_step_overflows_keeps_its_parameters_and_the_others_train_on():
+    # finite loss and gradients, but lr * gradient overflows: the step itself is what fails
+    X, Y = regression()
+    Y = 100.0 * Y
+    models = members(3, (4, 2), 3, lr=[0.01, 1e308, 0.01], out="linear", init="fan_in")
+    before = params_of(models[1]).copy()
+    alone = [solo_fit(m, X, Y, epochs=20, loss="sse") for m in models]
+    assert [isinstance(h, tm.TrainingDiverged) for _, h in alone] == [False, True, False]
+    assert np.isfinite(alone[1][1].loss)  # the set-up: the loss was finite, the update was not
+    ens = tm.Ensemble(models)
+    history = ens.fit(X, Y, epochs=20, loss="sse", progress=False)
+    np.testing.assert_array_equal(ens.diverged, [False, True, False])
+    np.testing.assert_array_equal(params_of(models[1]), before)
+    np.testing.assert_array_equal(params_of(models[1]), params_of(alone[1][0]))
+    assert ens.epochs_run[1] == 0 and ens.fail_loss[1] == alone[1][1].loss
+    assert np.all(np.isnan(history.loss[1]))
+    for i in (0, 2):
+        np.testing.assert_allclose(params_of(models[i]), params_of(alone[i][0]), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(history.loss[i], alone[i][1].loss, rtol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
+def test_each_hidden_activation_and_odd_fan_ins_match_solo_fits(act):
+    # 3 inputs and 5 hidden units: the ensemble's backward pairs two inputs per pass, so an odd
+    # fan-in leaves one INPUT (first layer) and one computed input (second layer) on its own
+    X, Y = regression(n=8, n_in=3, n_out=2)
+    models = members(3, (5, 2), 3, lr=[0.05, 0.1, 0.02], act=act, out="linear", init="fan_in")
+    alone = [solo_fit(m, X, Y, epochs=25, batch_size=3, seed=5, loss="mse") for m in models]
+    history = tm.Ensemble(models).fit(X, Y, epochs=25, batch_size=3, seed=5, loss="mse", progress=False)
+    for i, (ref, ref_history) in enumerate(alone):
+        np.testing.assert_allclose(params_of(models[i]), params_of(ref), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(history.loss[i], ref_history.loss, rtol=1e-12, err_msg=f"{i}")

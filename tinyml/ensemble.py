@@ -215,7 +215,8 @@ class Ensemble:
             raise ValueError(f"loss: X must have {first.n_inputs} columns, got {x.shape[1]}")
         y = _targets(first, Y, loss, x.shape[0])
         program, reduction = _trace(first, loss, 0.0)
-        layout = self._layout((loss, False), program)
+        # a tape of its own: fit's tape holds the members in its lane order between kernel calls
+        layout = self._layout(("evaluate", loss), program)
         per_sample = self._forward(layout, layout.out_rows[:1], np.hstack([x, y]))[:, :, 0]
         return per_sample.mean(axis=1) if reduction == "mean" else per_sample.sum(axis=1)
 
@@ -356,10 +357,7 @@ class Ensemble:
                     end = min(end, nxt + 1)
                 losses = np.empty((end - epoch, n_members))
                 t_call = time.perf_counter()
-                try:
-                    done = kernels.train_members(tape, feed, members, optargs, run, epoch, end, losses)
-                finally:
-                    write_back()
+                done = kernels.train_members(tape, feed, members, optargs, run, epoch, end, losses)
                 elapsed = time.perf_counter() - t_call
                 requested = end - epoch
                 ep = np.arange(epoch, epoch + done)
@@ -367,6 +365,7 @@ class Ensemble:
                 epochs_rec.append(ep[keep])
                 losses_rec.append(losses[:done][keep][:, unperm].T)
                 if val is not None and keep.any():  # a chunk ends right after its one report
+                    write_back()  # (the members' graphs are written once per report, not per call)
                     v = self.loss(val[0], val[1], loss)
                     gone = (status[unperm] != 0) & (fail[unperm, 0] <= ep[keep][-1])
                     val_rec.append(np.where(gone, np.nan, v)[:, None])
@@ -374,6 +373,7 @@ class Ensemble:
                 if done < requested:  # every member stopped
                     break
                 if callback is not None:
+                    write_back()  # the callback may look at the members
                     for e, col in zip(ep[keep].tolist(), losses[:done][keep][:, unperm]):
                         if callback(e, col.copy()) is False:
                             stopped_early = True
@@ -385,9 +385,10 @@ class Ensemble:
                 rate = done / max(elapsed, 1e-6)
                 chunk = int(min(max(1, rate * CHUNK_SECONDS), 4 * max(chunk, 1), 10_000_000))
         finally:
+            write_back()  # (also after Ctrl-C or an error: the epochs of the calls that returned)
             if reporter is not None:
                 reporter.close()
-            stopped = status[unperm] != 0  # (also after Ctrl-C: the epochs of the calls that returned)
+            stopped = status[unperm] != 0
             self.epochs_run = np.where(stopped, fail[unperm, 0], epoch).astype(np.int64)
             self.fail_loss = np.where(stopped, fail_loss[unperm], np.nan)
         ep = np.concatenate(epochs_rec) if epochs_rec else np.zeros(0, np.int64)

@@ -2010,8 +2010,11 @@ def optimizer_update(kind, values, grads, state, hyper, t):
 # fit's lanes, so each member's gradients add up in the order its solo fit
 # adds them. A dropout row becomes DIV(x, d) with d the per-lane divisor
 # 1 - rate (kept) or inf (dropped), which is the solo DROPOUT row's arithmetic
-# with a per-member rate. The same forward/backward sweeps as ``train_epochs``
-# do the work; only the layout differs.
+# with a per-member rate. ``forward`` and ``backward`` do the work, except
+# for the squared error and the NEURON rows of per-member parameters, which
+# ``member_forward``/``member_backward`` sweep with the same rules in the same
+# order of additions (fewer passes over the lanes, no call per row).
+# ``train_block`` is a borrowing kernel: it calls them per sample.
 # ---------------------------------------------------------------------------
 MEMBER = 255  # a per-lane parameter row of an ensemble tape; never in a graph, never swept
 
@@ -2024,9 +2027,10 @@ def _check_member_code() -> None:
 _check_member_code()
 
 
-@kernel
+@inline_kernel
 def load_members(data, in_rows, samples, s):
-    """Broadcast sample ``s`` into the input rows of every lane (member)."""
+    """Broadcast sample ``s`` into the input rows of every lane (member). Inlined: called
+    per sample, and a call that takes arrays costs reference counts."""
     lanes = data.shape[1]
     for j in range(in_rows.shape[0]):
         v = samples[s, j]
@@ -2056,72 +2060,144 @@ def member_row(op, pstart, pidx, i):
     return 0
 
 
+MEMBER_GENERIC = 0  # a row the generic sweeps (``forward``/``backward``) evaluate
+MEMBER_SQDIFF = 1  # a squared error of two per-lane (or INPUT) rows
+MEMBER_NEURON = 2  # a NEURON row of per-lane parameters (bias and weights MEMBER rows)
+
+
+@kernel
+def member_kinds(op, pstart, pidx, first, end):
+    """int64[end]: ``member_row`` of each row first..end-1, worked out once per kernel
+    call rather than per sample (and per row) in the sweeps."""
+    kinds = np.zeros(end, np.int64)
+    for i in range(first, end):
+        kinds[i] = member_row(op, pstart, pidx, i)
+    return kinds
+
+
 @inline_kernel
-def member_forward(tape, lo, hi):
-    """``forward`` over rows lo..hi-1 of an ensemble tape, with its squared error swept here:
+def member_forward(tape, kinds, lo, hi):
+    """``forward`` over rows lo..hi-1 of an ensemble tape, with its squared errors swept here:
     ``forward``'s generic two-parent loop dispatches on the op in every lane, this one
-    calls the same rule with the op code fixed. Every other row goes through ``forward``."""
+    calls the same rule with the op code fixed. The rows between them go through
+    ``forward``, at one call each stretch (a layer's NEURON rows are one run there;
+    sweeping them here too saved about 3% and cost 2.4 s of first compile)."""
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
     i = lo
     while i < hi:
-        j = i
-        while j < hi and member_row(op, pstart, pidx, j) != 1:
-            j += 1
-        if j > i:
-            forward(tape, i, j)
-        if j < hi:
-            a = pidx[pstart[j]]
-            b = pidx[pstart[j] + 1]
-            c = aux[j]
+        if kinds[i] == MEMBER_SQDIFF:
+            a = pidx[pstart[i]]
+            b = pidx[pstart[i] + 1]
+            c = aux[i]
             for lane in range(lanes):
-                data[j, lane] = binary_value(SQDIFF, data[a, lane], data[b, lane], c)
-        i = j + 1
+                data[i, lane] = binary_value(SQDIFF, data[a, lane], data[b, lane], c)
+            i += 1
+        else:  # rows up to the next squared error, at one call (a layer's NEURON rows run together)
+            j = i + 1
+            while j < hi and kinds[j] != MEMBER_SQDIFF:
+                j += 1
+            forward(tape, i, j)
+            i = j
 
 
 @inline_kernel
-def member_backward(tape, lo, hi, unmarked, g):
-    """``backward`` (every row, clearing) over rows hi-1..lo of an ensemble tape, with the
-    per-lane squared error and the NEURON rows of per-lane parameters swept here, in
-    fewer passes over the lanes (each NEURON input's two products in one loop); the
-    same rules (``binary_backward``, ``pre_activation_grad``) in the same order of
-    additions, so the results are those of ``backward``. Other rows: ``backward``
+def member_neuron_grad(act, grad, data, i, b, g):
+    """``pre_activation_grad`` of NEURON row i (activation ``act``) into g, and in the same
+    pass g added to its bias row b's gradient and row i's own gradient cleared."""
+    lanes = data.shape[1]
+    if act == TANH:
+        for lane in range(lanes):
+            z = data[i, lane]
+            gl = grad[i, lane] * unary_derivative(np.uint8(TANH), z, z, 0.0)
+            g[lane] = gl
+            grad[b, lane] += gl
+            grad[i, lane] = 0.0
+    elif act == SIGMOID:
+        for lane in range(lanes):
+            z = data[i, lane]
+            gl = grad[i, lane] * unary_derivative(np.uint8(SIGMOID), z, z, 0.0)
+            g[lane] = gl
+            grad[b, lane] += gl
+            grad[i, lane] = 0.0
+    elif act == RELU:
+        for lane in range(lanes):
+            z = data[i, lane]
+            gl = grad[i, lane] * unary_derivative(np.uint8(RELU), z, z, 0.0)
+            g[lane] = gl
+            grad[b, lane] += gl
+            grad[i, lane] = 0.0
+    else:
+        for lane in range(lanes):
+            gl = grad[i, lane]
+            g[lane] = gl
+            grad[b, lane] += gl
+            grad[i, lane] = 0.0
+
+
+@inline_kernel
+def member_backward(tape, kinds, lo, hi, unmarked, g):
+    """``backward`` (every row, clearing) over rows hi-1..lo of an ensemble tape: the
+    squared errors and NEURON rows of per-lane parameters swept here, the
+    activation's derivative, the bias and the clearing in one pass, then two
+    inputs per pass (each input's weight and, unless it is an INPUT, its own
+    gradient); the same rules (``binary_backward``,
+    ``pre_activation_grad``) and the same order of additions into each row, so
+    the results are those of ``backward``. Other rows: ``backward``
     (``unmarked``: its int64[1] mark array, unused with every row swept)."""
     op, pstart, pidx, aux, data, grad, shared, shared_grad = tape
     lanes = data.shape[1]
     i = hi - 1
     while i >= lo:
-        j = i
-        while j >= lo and member_row(op, pstart, pidx, j) == 0:
-            j -= 1
-        if j < i:
+        if kinds[i] == MEMBER_GENERIC:
+            j = i - 1
+            while j >= lo and kinds[j] == MEMBER_GENERIC:
+                j -= 1
             backward(tape, j + 1, i + 1, unmarked, np.int64(-1), np.bool_(True), g)
-        if j < lo:
-            break
-        s = pstart[j]
-        if op[j] == SQDIFF:
+            i = j
+            continue
+        s = pstart[i]
+        if kinds[i] == MEMBER_SQDIFF:
             a = pidx[s]
             b = pidx[s + 1]
-            c = aux[j]
+            c = aux[i]
             to_a = op[a] != INPUT
             to_b = op[b] != INPUT
             for lane in range(lanes):
                 da, db = binary_backward(
-                    SQDIFF, data[a, lane], data[b, lane], data[j, lane], c, grad[j, lane]
+                    SQDIFF, data[a, lane], data[b, lane], data[i, lane], c, grad[i, lane]
                 )
                 if to_a:
                     grad[a, lane] += da
                 if to_b:
                     grad[b, lane] += db
+                grad[i, lane] = 0.0
         else:
-            n = (pstart[j + 1] - s - 1) // 2
-            pre_activation_grad(aux[j], grad, data, j, g)
-            b = pidx[s]
-            for lane in range(lanes):
-                grad[b, lane] += g[lane]
-            for k in range(n):
+            n = (pstart[i + 1] - s - 1) // 2
+            member_neuron_grad(aux[i], grad, data, i, pidx[s], g)
+            k = 0
+            while k < n:
                 w = pidx[s + 1 + k]
                 x = pidx[s + 1 + n + k]
+                if k + 1 < n:  # two inputs in one pass
+                    w1 = pidx[s + 2 + k]
+                    x1 = pidx[s + 2 + n + k]
+                    if op[x] == INPUT and op[x1] == INPUT:
+                        for lane in range(lanes):
+                            gl = g[lane]
+                            grad[w, lane] += gl * data[x, lane]
+                            grad[w1, lane] += gl * data[x1, lane]
+                        k += 2
+                        continue
+                    if op[x] != INPUT and op[x1] != INPUT:
+                        for lane in range(lanes):
+                            gl = g[lane]
+                            grad[w, lane] += gl * data[x, lane]
+                            grad[x, lane] += gl * data[w, lane]
+                            grad[w1, lane] += gl * data[x1, lane]
+                            grad[x1, lane] += gl * data[w1, lane]
+                        k += 2
+                        continue
                 if op[x] == INPUT:
                     for lane in range(lanes):
                         grad[w, lane] += g[lane] * data[x, lane]
@@ -2130,12 +2206,20 @@ def member_backward(tape, lo, hi, unmarked, g):
                         gl = g[lane]
                         grad[w, lane] += gl * data[x, lane]
                         grad[x, lane] += gl * data[w, lane]
-        for lane in range(lanes):
-            grad[j, lane] = 0.0
-        i = j - 1
+                k += 1
+        i -= 1
 
 
-MEMBER_BLOCK = 256  # lanes swept together: a block's rows stay in cache (1000 lanes: 1.5x slower backward)
+@inline_kernel
+def any_nan(x):
+    """True if float64[n] ``x`` holds a NaN: one sum (a NaN makes it NaN), which vectorises."""
+    acc = 0.0
+    for v in x:
+        acc += v
+    return acc != acc
+
+
+MEMBER_BLOCK = 256  # lanes swept together: a block's rows stay in cache (128 to 512 within 3% on XOR)
 
 
 @kernel
@@ -2176,6 +2260,9 @@ def train_members(tape, feed, members, opt, run, epoch0, epoch1, losses):
         n_params += 1
     rows = op.shape[0]
     columns = state.shape[1]
+    n_noise = feed[3].shape[0]
+    solo_lanes = run[6]
+    kinds = member_kinds(op, pstart, pidx, run[1], run[0] + 1)
     start_order = order.copy()
     end_order = order.copy()
     start_step = steps[0]
@@ -2195,8 +2282,28 @@ def train_members(tape, feed, members, opt, run, epoch0, epoch1, losses):
             order[k] = start_order[k]
         steps[0] = start_step
         sweep = (op, pstart, pidx, aux, flat.reshape((rows, width)), flat_grad.reshape((rows, width)))
+        # train_block's scratch (it allocates nothing): rows 0..P-1 of data and grad as flat
+        # (p * width + lane) arrays for the optimizer, the backups, the solo fit's dropout draws
+        # of one block of samples, the per-sample losses (summed in sample order), per-lane sums
+        work = (
+            flat[: n_params * width],
+            flat_grad[: n_params * width],
+            np.empty((n_params, width)),
+            np.empty_like(block),
+            np.zeros((n_noise, solo_lanes)),
+            np.arange(n_noise),
+            np.zeros((solo_lanes, width)),
+            np.zeros(1, np.int64),
+            kinds,
+            np.empty(width),
+            np.zeros(width),
+            np.zeros(width),
+            np.empty(width, np.bool_),  # plain SGD: the lanes still training
+            np.zeros(width),  # 0 while a lane's numbers are finite, NaN (x * 0) once one is not
+            np.zeros(width),  # each lane's learning rate (plain SGD)
+        )
         d = train_block(
-            sweep, shared, shared_grad, feed, members, opt, block, run, m0, epoch0, epoch1, losses
+            sweep, shared, shared_grad, feed, members, opt, block, run, m0, epoch0, epoch1, losses, work
         )
         for p in range(n_params):
             for lane in range(width):
@@ -2214,11 +2321,14 @@ def train_members(tape, feed, members, opt, run, epoch0, epoch1, losses):
     return done
 
 
-@kernel
-def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, epoch0, epoch1, losses):
+@borrowing_kernel
+def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, epoch0, epoch1, losses, work):
     """``train_members`` for the lanes m0.. of one block: ``sweep`` (op, pstart, pidx,
     aux, data, grad) with one lane per member of the block, ``state`` the block's
-    optimizer state (row p * width + lane). Per-member arrays are indexed m0 + lane."""
+    optimizer state (row p * width + lane), ``work`` the scratch arrays ``train_members``
+    allocates for it. Per-member arrays are indexed m0 + lane. A borrowing kernel (see
+    ``borrowing_kernel``): it calls ``forward``/``backward`` once per sample, and with
+    reference counting on, each call bracketed some thirty arrays with atomic counts."""
     op, pstart, pidx, aux, data, grad = sweep
     tape = (op, pstart, pidx, aux, data, grad, shared, shared_grad)
     in_rows, samples, order, noise_rows, rates = feed
@@ -2235,32 +2345,33 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
     n = samples.shape[0]
     lanes = data.shape[1]
     n_params = state.shape[0] // lanes
-    # rows 0..P-1 of data and grad as flat (p * lanes + lane) arrays, for the optimizer
-    values = data.reshape(data.size)[: n_params * lanes]
-    grads = grad.reshape(grad.size)[: n_params * lanes]
-    backup = np.empty((n_params, lanes))
-    state_backup = np.empty_like(state)
+    values, grads, backup, state_backup, draws, draw_rows, sample_loss, unmarked, kinds = work[:9]
+    scratch, batch_loss, total, go, bad, rate = work[9:]
     end = loss_row + 1
     n_noise = noise_rows.shape[0]
-    draws = np.zeros((n_noise, solo_lanes))  # the solo fit's dropout draws of one block of samples
-    draw_rows = np.arange(n_noise)
-    sample_loss = np.zeros((solo_lanes, lanes))  # per-sample losses, summed in sample order
-    unmarked = np.zeros(1, np.int64)
-    scratch = np.empty(lanes)
-    batch_loss = np.zeros(lanes)
-    total = np.zeros(lanes)
-    bad = np.zeros(lanes)  # 0 while a lane's numbers are finite, NaN (x * 0) once one is not
+    for lane in range(lanes):
+        go[lane] = status[m0 + lane] == 0
     stateful = kind != SGD_KIND
     for g in range(hyper.shape[0]):
         stateful = stateful or hyper[g, 2] != 0.0  # SGD's momentum
-    grad[:, :] = 0.0
-    shared_grad[:] = 0.0
+    # plain SGD (no weight decay, no momentum in any group): each lane's rate, for one update loop
+    plain = kind == SGD_KIND
+    for g in range(hyper.shape[0]):
+        plain = plain and hyper[g, 1] == 0.0 and hyper[g, 2] == 0.0
+        for lane in range(max(group_start[g] - m0, 0), min(group_start[g + 1] - m0, lanes)):
+            rate[lane] = hyper[g, 0]
+    for r in range(grad.shape[0]):
+        for lane in range(lanes):
+            grad[r, lane] = 0.0
+    for r in range(shared_grad.shape[0]):
+        shared_grad[r] = 0.0
     for epoch in range(epoch0, epoch1):
         live = 0
         for lane in range(lanes):
             live += status[m0 + lane] == 0
         if live == 0:
             return epoch - epoch0
+        stopped = lanes - live
         if seed >= 0:
             shuffle(order, seed, epoch)
         for lane in range(lanes):
@@ -2282,11 +2393,11 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         for lane in range(lanes):
                             p = rates[m0 + lane]
                             data[r, lane] = (1.0 - p) if u >= p else math.inf
-                    member_forward(tape, first, end)
+                    member_forward(tape, kinds, first, end)
                     for lane in range(lanes):
                         sample_loss[q, lane] = data[loss_row, lane]
                         grad[loss_row, lane] = scale
-                    member_backward(tape, first, end, unmarked, scratch)
+                    member_backward(tape, kinds, first, end, unmarked, scratch)
                 for q in range(width):
                     for lane in range(lanes):
                         batch_loss[lane] += sample_loss[q, lane]
@@ -2301,60 +2412,98 @@ def train_block(sweep, shared, shared_grad, feed, members, opt, state, run, m0, 
                         sign = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else 0.0)
                         batch_loss[lane] += (l1 * abs(v) + l2 * v * v) / scale
                         grad[p, lane] += l1 * sign + 2.0 * l2 * v
-            for lane in range(lanes):
-                bad[lane] = batch_loss[lane] * 0.0
-            for p in range(n_params):
+            if plain:
+                # optimizer_update's plain SGD step, p - lr * g with each lane's own rate, in two
+                # passes that store little: the checks (NaN in bad: a gradient or a stepped
+                # value is not finite), then the step where the lane goes on; a stopped lane
+                # keeps its values, so nothing is backed up
                 for lane in range(lanes):
-                    backup[p, lane] = data[p, lane]
-                    bad[lane] += grad[p, lane] * 0.0
-            for lane in range(lanes):
-                i = m0 + lane
-                if status[i] == 0 and bad[lane] != 0.0:
-                    status[i] = 1
-                    fail[i, 0] = epoch
-                    fail[i, 1] = steps[0]
-                    fail_loss[i] = batch_loss[lane] * scale
-                total[lane] += batch_loss[lane]
-            if stateful:
-                copy_matrix(state_backup, state)
-            for g in range(hyper.shape[0]):
-                lo = max(group_start[g] - m0, 0)
-                hi = min(group_start[g + 1] - m0, lanes)
-                if lo == 0 and hi == lanes:  # the whole block: one call
-                    optimizer_update(kind, values, grads, state, hyper[g], steps[0] + 1)
-                elif lo < hi:
-                    for p in range(n_params):
-                        a = p * lanes + lo
-                        b = p * lanes + hi
-                        optimizer_update(kind, values[a:b], grads[a:b], state[a:b], hyper[g], steps[0] + 1)
-            for lane in range(lanes):
-                bad[lane] = 0.0
-            for p in range(n_params):
-                for lane in range(lanes):
-                    bad[lane] += data[p, lane] * 0.0
-                    grad[p, lane] = 0.0
-            for lane in range(lanes):
-                i = m0 + lane
-                if status[i] == 0 and bad[lane] != 0.0:
-                    status[i] = 2
-                    fail[i, 0] = epoch
-                    fail[i, 1] = steps[0]
-                    fail_loss[i] = batch_loss[lane] * scale
-                if status[i] != 0:  # stopped: back to the values from before this step
-                    for p in range(n_params):
-                        data[p, lane] = backup[p, lane]
-                        if stateful:
-                            k = p * lanes + lane
-                            for c in range(state.shape[1]):
-                                state[k, c] = state_backup[k, c]
-            steps[0] += 1
-            shared_grad[:] = 0.0
-        for lane in range(lanes):
-            i = m0 + lane
-            if status[i] == 0:
-                losses[epoch - epoch0, i] = total[lane] / n if mean else total[lane]
+                    bad[lane] = batch_loss[lane] * 0.0
+                    total[lane] += batch_loss[lane]
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        gp = grad[p, lane]
+                        bad[lane] += gp * 0.0 + (data[p, lane] - rate[lane] * gp) * 0.0
+                if any_nan(bad):
+                    for lane in range(lanes):
+                        i = m0 + lane
+                        if status[i] == 0 and bad[lane] != 0.0:
+                            bad_grad = batch_loss[lane] * 0.0
+                            for p in range(n_params):
+                                bad_grad += grad[p, lane] * 0.0
+                            status[i] = 1 if bad_grad != 0.0 else 2
+                            fail[i, 0] = epoch
+                            fail[i, 1] = steps[0]
+                            fail_loss[i] = batch_loss[lane] * scale
+                            stopped += 1
+                            go[lane] = False
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        v = data[p, lane]
+                        stepped = v - rate[lane] * grad[p, lane]
+                        data[p, lane] = stepped if go[lane] else v
+                        grad[p, lane] = 0.0
             else:
-                losses[epoch - epoch0, i] = math.nan
+                for lane in range(lanes):
+                    bad[lane] = batch_loss[lane] * 0.0
+                    total[lane] += batch_loss[lane]
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        backup[p, lane] = data[p, lane]
+                        bad[lane] += grad[p, lane] * 0.0
+                if any_nan(bad):
+                    for lane in range(lanes):
+                        i = m0 + lane
+                        if status[i] == 0 and bad[lane] != 0.0:
+                            status[i] = 1
+                            fail[i, 0] = epoch
+                            fail[i, 1] = steps[0]
+                            fail_loss[i] = batch_loss[lane] * scale
+                            stopped += 1
+                if stateful:
+                    copy_matrix(state_backup, state)
+                for g in range(hyper.shape[0]):
+                    lo = max(group_start[g] - m0, 0)
+                    hi = min(group_start[g + 1] - m0, lanes)
+                    if lo == 0 and hi == lanes:  # the whole block: one call
+                        optimizer_update(kind, values, grads, state, hyper[g], steps[0] + 1)
+                    elif lo < hi:
+                        for p in range(n_params):
+                            a = p * lanes + lo
+                            b = p * lanes + hi
+                            optimizer_update(
+                                kind, values[a:b], grads[a:b], state[a:b], hyper[g], steps[0] + 1
+                            )
+                for lane in range(lanes):
+                    bad[lane] = 0.0
+                for p in range(n_params):
+                    for lane in range(lanes):
+                        bad[lane] += data[p, lane] * 0.0
+                        grad[p, lane] = 0.0
+                if any_nan(bad):
+                    for lane in range(lanes):
+                        i = m0 + lane
+                        if status[i] == 0 and bad[lane] != 0.0:
+                            status[i] = 2
+                            fail[i, 0] = epoch
+                            fail[i, 1] = steps[0]
+                            fail_loss[i] = batch_loss[lane] * scale
+                            stopped += 1
+            if stopped and not plain:
+                for lane in range(lanes):
+                    if status[m0 + lane] != 0:  # stopped: back to the values from before this step
+                        for p in range(n_params):
+                            data[p, lane] = backup[p, lane]
+                            if stateful:
+                                k = p * lanes + lane
+                                for c in range(state.shape[1]):
+                                    state[k, c] = state_backup[k, c]
+            steps[0] += 1
+            for r in range(shared_grad.shape[0]):
+                shared_grad[r] = 0.0
+        for lane in range(lanes):
+            v = total[lane] / n if mean else total[lane]
+            losses[epoch - epoch0, m0 + lane] = v if status[m0 + lane] == 0 else math.nan
     return epoch1 - epoch0
 
 
