@@ -369,3 +369,16 @@ def test_each_hidden_activation_and_odd_fan_ins_match_solo_fits(act):
     for i, (ref, ref_history) in enumerate(alone):
         np.testing.assert_allclose(params_of(models[i]), params_of(ref), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(history.loss[i], ref_history.loss, rtol=1e-12, err_msg=f"{i}")
+
+
+def test_a_report_period_past_int64_reports_the_last_epoch_only():
+    # as fit: 10**30 used to raise OverflowError from the epoch arithmetic
+    import numpy as np
+
+    import tinyml as tm
+
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    Y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    ens = tm.Ensemble([tm.MLP(2, [3, 1], 0.1, seed=s) for s in range(2)])
+    history = ens.fit(X, Y, epochs=5, loss="sse", report_every=10**30)
+    assert list(history.epoch) == [0, 4]

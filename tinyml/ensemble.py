@@ -23,6 +23,7 @@ from . import kernels
 from .nn import MLP
 from .optim import HYPER_SIZE, SGD, STATE_COLUMNS, Optimizer
 from .train import (
+    MAX_COUNT,
     MAX_LANES,
     History,
     Program,
@@ -277,7 +278,7 @@ class Ensemble:
             val = (xv, validation_data[1])
             _targets(first, val[1], loss, xv.shape[0])  # checked now, not after the first chunk
         epochs = _count(epochs, "epochs", minimum=0)
-        report_every = _count(report_every, "report_every", minimum=1)
+        report_every = min(_count(report_every, "report_every", 1, maximum=None), MAX_COUNT)  # as fit's
         batch = n if batch_size is None else min(_count(batch_size, "batch_size", minimum=1), n)
         if callback is not None and not callable(callback):
             raise TypeError("fit: callback must be callable(epoch, losses)")

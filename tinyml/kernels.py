@@ -253,7 +253,7 @@ def tanh(x):
     already rounds to 1.0; NaN passes through; the sign (also of -0.0) is kept.
     """
     y = min(abs(x), 20.0) * 2.0
-    n = math.floor(y * LOG2E + 0.5)
+    n = np.floor(y * LOG2E + 0.5)  # kept a float: no conversions on the critical path
     r = (y - n * LN2_HI) - n * LN2_LO
     # q(r) = r + r^2/2! + ... + r^13/13!, by Estrin's scheme (shorter dependency
     # chain than Horner's, which matters when few lanes are in flight)
