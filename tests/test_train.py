@@ -1070,3 +1070,12 @@ def test_a_callback_that_clears_the_graph_and_stops_gets_its_history():
         y = np.array([0.0, 1.0, 1.0, 0.0])
         history = model.fit(X, y, epochs=10, report_every=1, callback=clear_and_stop)
         assert history.stopped_early and history.epochs_run == 4
+
+
+def test_compile_names_the_first_input_or_parameter_that_is_not_a_leaf():
+    a, b = tm.Value(1.0), tm.Value(2.0)
+    c = a * b
+    with pytest.raises(ValueError, match="compile: parameter 1 is not a leaf"):
+        tm.compile([c * 3.0], [a], [b, c])
+    with pytest.raises(ValueError, match="compile: input 0 is not a leaf"):
+        tm.compile([c * 3.0], [c], [a])

@@ -243,24 +243,25 @@ class Program:
                 if type(v) is not Value:
                     raise TypeError(f"compile: {what} {i} is {type(v).__name__}, expected a Value")
         graph = same_graph(outputs + inputs + params + noise)
-        for what, seq in (("input", inputs), ("parameter", params), ("noise", noise)):
-            for i, v in enumerate(seq):
-                if not v.is_leaf:
-                    raise ValueError(
-                        f"compile: {what} {i} is not a leaf; inputs and parameters must be created "
-                        "with tm.Value(...) or tm.placeholders(...)"
-                    )
         rows_in = [v._row for v in inputs]
         rows_p = [v._row for v in params]
         rows_u = [v._row for v in noise]
+        for what, rows in (("input", rows_in), ("parameter", rows_p), ("noise", rows_u)):
+            r = np.asarray(rows, np.int64)  # Value.is_leaf for all at once (a layer has thousands)
+            bad = np.flatnonzero((r < 0) | (graph.op[np.maximum(r, 0)] != kernels.LEAF))
+            if len(bad):
+                raise ValueError(
+                    f"compile: {what} {bad[0]} is not a leaf; inputs and parameters must be created "
+                    "with tm.Value(...) or tm.placeholders(...)"
+                )
         if len(set(rows_in + rows_p + rows_u)) != len(rows_in) + len(rows_p) + len(rows_u):
             raise ValueError(
                 "compile: a Value appears twice among the inputs, parameters and noise "
                 "(each may be only one of them, once)"
             )
         keep = np.zeros(graph.n, np.bool_)  # extract copies leaves' data only: no evaluation needed
-        for v in outputs + inputs + params + noise + stats + linked:
-            keep[v._row] = True
+        keep[rows_in + rows_p + rows_u] = True
+        keep[[v._row for v in outputs + stats + linked]] = True
         op, pstart, pidx, aux, leaf_values, index = _extract(graph, keep)
         protected = np.zeros(len(op), np.bool_)
         protected[index[rows_in + rows_p + rows_u + [v._row for v in outputs + stats + linked]]] = True
