@@ -1789,14 +1789,46 @@ def train_epochs(tape, feed, params, opt, run, penalty, epoch0, epoch1, steps, l
                         dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, gd, gw, xt)
                     else:
                         backward(tape, segs[sg, 1], segs[sg, 2], unmarked, every_row, clear, scratch)
+            l1 = penalty[0]
+            l2 = penalty[1]
+            if kind == SGD_KIND and hyper[1] == 0.0 and hyper[2] == 0.0 and l1 == 0.0 and l2 == 0.0:
+                # plain SGD, no penalty (the usual fit): gradient, step and checks in one pass
+                # over the parameters rather than four; grads keeps each value from before
+                # the step, to roll back to. The step is optimizer_update's SGD step.
+                lr = hyper[0]
+                g_probe = 0.0  # g * 0 is 0 for a finite g and NaN otherwise: one test at the end
+                v_probe = 0.0
+                for p in range(rows.shape[0]):
+                    r = rows[p]
+                    g = shared_grad[r]
+                    shared_grad[r] = 0.0
+                    old = values[p]
+                    v = old - lr * g
+                    grads[p] = old
+                    values[p] = v
+                    shared[r] = v
+                    g_probe += g * 0.0
+                    v_probe += v * 0.0
+                losses[epoch - epoch0] = batch_loss * scale  # overwritten below if all is well
+                status = 0
+                if not (g_probe == 0.0 and math.isfinite(batch_loss)):
+                    status = 1
+                elif v_probe != 0.0:
+                    status = 2
+                if status != 0:
+                    for p in range(rows.shape[0]):
+                        values[p] = grads[p]
+                        shared[rows[p]] = grads[p]
+                    return epoch - epoch0, status
+                total += batch_loss
+                steps[0] += 1
+                continue
             finite = True
             for p in range(rows.shape[0]):
                 g = shared_grad[rows[p]]
                 shared_grad[rows[p]] = 0.0
                 grads[p] = g
                 finite = finite and math.isfinite(g)
-            l1 = penalty[0]
-            l2 = penalty[1]
             if l1 != 0.0 or l2 != 0.0:
                 for p in range(values.shape[0]):
                     v = values[p]
