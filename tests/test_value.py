@@ -713,6 +713,11 @@ def test_a_dropped_temporary_is_freed_within_a_few_hundred_rows_without_the_cycl
             assert len(g._handles) <= _PRUNE_EVERY + 2
             assert g.compactions == 0 and len(g) == _PRUNE_EVERY + 4
             assert kept.data == 4.0
+            g.collect()  # rows renumbered and the count of rows lowered: the pruning keeps pace
+            dropped = weakref.ref(a * 2.0)
+            for _ in range(_PRUNE_EVERY + 1):
+                a * 7.0
+            assert dropped() is None and kept.data == 4.0
     finally:
         if enabled:
             gc.enable()

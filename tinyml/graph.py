@@ -67,6 +67,13 @@ def _counts(handles: list, k: int) -> list:
 _ALONE = _counts([_Probe()], 0)[0]
 
 
+try:  # the C functions under the signal module: its wrappers convert to enums, 11 us a block
+    import _signal as _signals
+except ImportError:  # not CPython
+    _signals = signal
+_SIGINT = int(signal.SIGINT)
+
+
 class hold_interrupts:
     """``with hold_interrupts():`` defers Ctrl-C until the block is done.
 
@@ -81,9 +88,9 @@ class hold_interrupts:
         self._previous = None
         self._pending = False
         if threading.current_thread() is threading.main_thread():
-            current = signal.getsignal(signal.SIGINT)
+            current = _signals.getsignal(_SIGINT)
             if current is not None:  # None: a handler set outside Python, which we could not restore
-                self._previous = signal.signal(signal.SIGINT, self._hold)
+                self._previous = _signals.signal(_SIGINT, self._hold)
         return self
 
     def _hold(self, signum, frame) -> None:
@@ -92,7 +99,7 @@ class hold_interrupts:
     def __exit__(self, *exc) -> None:
         if self._previous is None:
             return
-        signal.signal(signal.SIGINT, self._previous)
+        _signals.signal(_SIGINT, self._previous)
         if not self._pending:
             return
         if callable(self._previous):
@@ -301,6 +308,7 @@ class Graph:
             self._pruned = len(live)
             self._handle_limit = 2 * len(live) + _MIN_CAPACITY
             self.n = m
+            self._limit = min(self._rows_cap, m + _PRUNE_EVERY)
             self.n_eval = int(n_eval)
             self.mark[:] = 0
             self.stamp = 0
@@ -321,6 +329,7 @@ class Graph:
             self._pruned = 0
             self._vacate(0, self.n)
             self.n = 0
+            self._limit = min(self._rows_cap, _PRUNE_EVERY)
             self.n_eval = 0
             self.generation += 1
             self.compactions += 1
@@ -353,6 +362,7 @@ class Graph:
             self._pruned = 0
             self._vacate(mark, self.n)
             self.n = mark
+            self._limit = min(self._rows_cap, mark + _PRUNE_EVERY)
             self.n_eval = min(self.n_eval, mark)
             self.generation += 1  # cached row numbers may point at freed rows
         return True
