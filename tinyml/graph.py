@@ -166,7 +166,7 @@ class Graph:
     @property
     def entries(self) -> int:
         """Parent entries in use: ``pstart[n]`` (appends write ``pstart[n + 1]`` and publish ``n`` alone)."""
-        return int(self.pstart[self.n])
+        return self._pstart_mv[self.n]  # a memoryview read: an int, 20 ns (NumPy's takes 100)
 
     # -- copying and pickling -------------------------------------------------
     # A copy of a model (copy.deepcopy, pickle) carries its graph along: the
