@@ -205,7 +205,7 @@ def _arithmetic(op: int, op_c: int, name: str, negate: bool = False, reflected: 
         g._handles.append(v)
         return v
 
-    method.__name__ = method.__qualname__ = name
+    method.__name__, method.__qualname__ = name, f"Value.{name}"
     return method
 
 
@@ -240,7 +240,7 @@ def _unary(op: int, name: str):
         g._handles.append(v)
         return v
 
-    method.__name__ = method.__qualname__ = name
+    method.__name__, method.__qualname__ = name, f"Value.{name}"
     return method
 
 
