@@ -12,10 +12,12 @@ Memory stays bounded without any user call: the graph keeps a list of the
 (keeps rows reachable from live handles, renumbers those handles) and only
 grows if compaction freed too little. The list holds plain references, not
 weak ones (an append costs ~15 ns, a weak reference ~100 ns, and a graph of
-micrograd-sized expressions makes one handle per row): at compaction, a handle
-that nothing but this list refers to (``sys.getrefcount``) is dead, and goes.
-The price: a Graph and its Values form a reference cycle, so a dropped Graph
-is freed by Python's cycle collector rather than at once. Code that appends
+micrograd-sized expressions makes one handle per row): a handle that nothing
+but this list refers to (``sys.getrefcount``) is dead, and goes, at compaction
+and, for the handles made since the last time, every 256 rows (so that a loop's
+temporaries are freed at once, not left to Python's cycle collector). The
+price: a Graph and its Values form a reference cycle, so a dropped Graph is
+freed by Python's cycle collector rather than at once. Code that appends
 several rows at once calls :meth:`Graph.reserve` first, while every row it
 still needs is held by a handle, so no compaction can happen between its
 appends.
@@ -181,7 +183,7 @@ class Graph:
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
-        state.pop("entries", None)  # a counter before 0.3 (now pstart[n])
+        state.pop("entries", None)  # a counter in graphs pickled by earlier versions (now pstart[n])
         self.__dict__.update(writable_arrays(state))
         self._handles = []
         self._pruned = 0
@@ -243,10 +245,9 @@ class Graph:
         """Make the fast-path views of the current arrays (after they were replaced).
 
         ``Value``'s operators append rows through these: a ``memoryview`` item
-        write costs about 20 ns, a NumPy scalar one 35 ns. ``_rows_cap`` and
-        ``_entries_cap`` are the arrays' sizes as plain ints; ``_limit`` is the
-        row count at which the operators next take their slow path (see
-        :meth:`_make_room`).
+        write costs about 20 ns, a NumPy scalar one 35 ns. ``_rows_cap`` is the
+        arrays' length as a plain int; ``_limit`` is the row count at which the
+        operators next take their slow path (see :meth:`_make_room`).
         """
         self._op_mv = memoryview(self.op)
         self._pstart_mv = memoryview(self.pstart)
@@ -255,7 +256,6 @@ class Graph:
         self._data_mv = memoryview(self.shared)
         self._grad_mv = memoryview(self.shared_grad)
         self._rows_cap = int(self.op.shape[0])
-        self._entries_cap = int(self.pidx.shape[0])
         self._limit = min(self._rows_cap, self.n + _PRUNE_EVERY)
 
     def _prune(self) -> None:
