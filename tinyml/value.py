@@ -126,10 +126,11 @@ def _operands_error(a: Value, b: Value) -> Exception:
     return _two_graphs()
 
 
-# The operators are made by the three factories below, so that each kind of append
+# The operators are made by the two factories below, so that each kind of append
 # (two parent rows; one parent row and a constant; one parent row) is written once
 # and still runs inside the operator method itself, with no further Python call:
 # at micrograd's scale an operator is a few hundred ns, and a call is 50 of them.
+# (The rarer ops that take a parameter, such as leaky_relu, go through Graph.push.)
 # Each append writes the free row ``n`` and the entries from ``pstart[n]``, then
 # publishes the row by setting ``g.n`` in one statement with no call in it (see
 # "Interrupt safety" in graph.py); an interrupt before that puts the row back to
