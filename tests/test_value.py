@@ -690,6 +690,64 @@ def test_copying_handles_in_a_loop_keeps_their_list_bounded(own_graph):
     assert copy.copy(a).data == 1.5 and len(own_graph) == 1
 
 
+def test_a_dropped_temporary_is_freed_within_a_few_hundred_rows_without_the_cycle_collector():
+    """The graph lists every handle it makes; an unreferenced one must not wait for a
+    compaction (here none comes: the graph is large) nor for Python's cycle collector
+    (disabled here): the operators prune the list every few hundred rows."""
+    import gc
+    import weakref
+
+    from tinyml.graph import _PRUNE_EVERY
+
+    g = tm.Graph(1 << 16)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with g:
+            a = Value(3.0)
+            dropped = weakref.ref(a * 2.0)
+            kept = a + 1.0
+            for _ in range(_PRUNE_EVERY + 1):
+                a * 7.0
+            assert dropped() is None
+            assert len(g._handles) <= _PRUNE_EVERY + 2
+            assert g.compactions == 0 and len(g) == _PRUNE_EVERY + 4
+            assert kept.data == 4.0
+            g.collect()  # rows renumbered and the count of rows lowered: the pruning keeps pace
+            dropped = weakref.ref(a * 2.0)
+            for _ in range(_PRUNE_EVERY + 1):
+                a * 7.0
+            assert dropped() is None and kept.data == 4.0
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@pytest.mark.parametrize(
+    ("make", "want", "want_grad"),
+    [(lambda a, b: a * b, -10.0, 5.0), (lambda a, b: a + 2.0, 0.0, 1.0), (lambda a, b: a.relu(), 0.0, 0.0)],
+)
+def test_an_operator_makes_room_when_parent_entries_run_out_before_rows(make, want, want_grad):
+    """An n-ary row can take the last parent entries while rows remain: the next
+    operator's write then falls off the entries array, and it must make room
+    (here: grow, as every row is held) and append its row right."""
+    g = tm.Graph(64)
+    with g:
+        a, b = Value(-2.0), Value(5.0)
+        xs = [Value(float(i)) for i in range(8)]  # sum 28
+        free = g.pidx.shape[0] - g.entries
+        g.reserve(1, free)
+        parents = [xs[k % 8]._row for k in range(free - free % 8)]
+        big = tm.value.wrap(g, g.push(int(tm.ops.Op.SUM), parents))
+        entries_cap = g.pidx.shape[0]
+        assert g.entries > entries_cap - 2 and g.n < g.capacity
+        y = make(a, b)
+        assert g.pidx.shape[0] > entries_cap  # the room came from the slow path
+        assert y.data == want and big.data == 28.0 * (len(parents) // 8)
+        y.backward()
+        assert a.grad == want_grad
+
+
 def test_a_freed_handle_still_held_survives_compactions(own_graph):
     a = Value(2.0)
     mark = own_graph.checkpoint()

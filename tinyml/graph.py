@@ -12,10 +12,12 @@ Memory stays bounded without any user call: the graph keeps a list of the
 (keeps rows reachable from live handles, renumbers those handles) and only
 grows if compaction freed too little. The list holds plain references, not
 weak ones (an append costs ~15 ns, a weak reference ~100 ns, and a graph of
-micrograd-sized expressions makes one handle per row): at compaction, a handle
-that nothing but this list refers to (``sys.getrefcount``) is dead, and goes.
-The price: a Graph and its Values form a reference cycle, so a dropped Graph
-is freed by Python's cycle collector rather than at once. Code that appends
+micrograd-sized expressions makes one handle per row): a handle that nothing
+but this list refers to (``sys.getrefcount``) is dead, and goes, at compaction
+and, for the handles made since the last time, every 256 rows (so that a loop's
+temporaries are freed at once, not left to Python's cycle collector). The
+price: a Graph and its Values form a reference cycle, so a dropped Graph is
+freed by Python's cycle collector rather than at once. Code that appends
 several rows at once calls :meth:`Graph.reserve` first, while every row it
 still needs is held by a handle, so no compaction can happen between its
 appends.
@@ -23,7 +25,6 @@ appends.
 
 from __future__ import annotations
 
-import itertools
 import operator
 import signal
 import sys
@@ -38,21 +39,41 @@ _MIN_CAPACITY = 1024
 _LEAF = int(Op.LEAF)
 
 
+# Operators take their slow path (Graph._make_room) at least this often, in rows.
+_PRUNE_EVERY = 256
+
+_getrefcount = sys.getrefcount
+_row_of = operator.attrgetter("_row")
+
+
 class _Probe:
     __slots__ = ()
 
 
-def _refcounts(handles: list) -> np.ndarray:
-    """``sys.getrefcount`` of each element of ``handles`` (int64), counted the same way every time."""
-    return np.fromiter(map(sys.getrefcount, handles), np.int64, len(handles))
+def _drop_unreferenced(handles: list, k: int) -> None:
+    """Drop from ``handles[k:]`` the Values that nothing but ``handles`` refers to.
+
+    One slice assignment, after the survivors are listed: an interrupt leaves
+    the list whole. About 18 ns per handle (the dropped ones are freed here).
+    """
+    handles[k:] = [v for v in handles[k:] if _getrefcount(v) > _ALONE]
 
 
-_row_of = operator.attrgetter("_row")
+def _counts(handles: list, k: int) -> list:
+    """``sys.getrefcount`` of each of ``handles[k:]``, counted as in ``_drop_unreferenced``."""
+    return [_getrefcount(v) for v in handles[k:]]
 
 
-# What _refcounts reports for an object that only its list refers to (2 on CPython
-# 3.11; measured here rather than assumed, as interpreters count differently).
-_UNREFERENCED = _refcounts([_Probe()])[0]
+# What _getrefcount reports there for an object that only its list refers to (4 on
+# CPython 3.11; measured here rather than assumed, as interpreters count differently).
+_ALONE = _counts([_Probe()], 0)[0]
+
+
+try:  # the C functions under the signal module: its wrappers convert to enums, 11 us a block
+    import _signal as _signals
+except ImportError:  # not CPython
+    _signals = signal
+_SIGINT = int(signal.SIGINT)
 
 
 class hold_interrupts:
@@ -69,9 +90,9 @@ class hold_interrupts:
         self._previous = None
         self._pending = False
         if threading.current_thread() is threading.main_thread():
-            current = signal.getsignal(signal.SIGINT)
+            current = _signals.getsignal(_SIGINT)
             if current is not None:  # None: a handler set outside Python, which we could not restore
-                self._previous = signal.signal(signal.SIGINT, self._hold)
+                self._previous = _signals.signal(_SIGINT, self._hold)
         return self
 
     def _hold(self, signum, frame) -> None:
@@ -80,7 +101,7 @@ class hold_interrupts:
     def __exit__(self, *exc) -> None:
         if self._previous is None:
             return
-        signal.signal(signal.SIGINT, self._previous)
+        _signals.signal(_SIGINT, self._previous)
         if not self._pending:
             return
         if callable(self._previous):
@@ -121,12 +142,12 @@ class Graph:
         self.pstart = np.zeros(cap + 1, np.int64)
         self.pidx = np.zeros(2 * cap, np.int64)
         self.n = 0  # rows in use
-        self.entries = 0  # parent entries in use (== pstart[n], kept as a Python int)
         self.n_eval = 0  # rows < n_eval hold their forward value
         self.stamp = 0  # backward pass counter, for `mark`
         self.generation = 0  # bumped whenever rows move or are freed: caches of row numbers expire
         self.compactions = 0  # bumped whenever rows are renumbered (compaction, clear)
         self._handles: list = []  # the live Values after the last compaction, and every one made since
+        self._pruned = 0  # _handles[:_pruned] were alive at the last pruning (_make_room)
         self._handle_limit = _MIN_CAPACITY  # wrap() prunes the dead from _handles past this length
         self._bind()
 
@@ -144,6 +165,11 @@ class Graph:
     def __len__(self) -> int:
         return self.n
 
+    @property
+    def entries(self) -> int:
+        """Parent entries in use: ``pstart[n]`` (appends write ``pstart[n + 1]`` and publish ``n`` alone)."""
+        return self._pstart_mv[self.n]  # a memoryview read: an int, 20 ns (NumPy's takes 100)
+
     # -- copying and pickling -------------------------------------------------
     # A copy of a model (copy.deepcopy, pickle) carries its graph along: the
     # arrays are copied, and the Values copied with them register as the new
@@ -156,8 +182,11 @@ class Graph:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        state.pop("entries", None)  # a counter in graphs pickled by earlier versions (now pstart[n])
         self.__dict__.update(writable_arrays(state))
         self._handles = []
+        self._pruned = 0
         self._set_values(self.data, self.grad)
         self._bind()
 
@@ -216,8 +245,9 @@ class Graph:
         """Make the fast-path views of the current arrays (after they were replaced).
 
         ``Value``'s operators append rows through these: a ``memoryview`` item
-        write costs about 20 ns, a NumPy scalar one 35 ns. ``_rows_cap`` and
-        ``_entries_cap`` are the arrays' sizes as plain ints, for the room check.
+        write costs about 20 ns, a NumPy scalar one 35 ns. ``_rows_cap`` is the
+        arrays' length as a plain int; ``_limit`` is the row count at which the
+        operators next take their slow path (see :meth:`_make_room`).
         """
         self._op_mv = memoryview(self.op)
         self._pstart_mv = memoryview(self.pstart)
@@ -226,13 +256,30 @@ class Graph:
         self._data_mv = memoryview(self.shared)
         self._grad_mv = memoryview(self.shared_grad)
         self._rows_cap = int(self.op.shape[0])
-        self._entries_cap = int(self.pidx.shape[0])
+        self._limit = min(self._rows_cap, self.n + _PRUNE_EVERY)
 
     def _prune(self) -> None:
         """Drop from ``_handles`` the Values nothing else refers to (their rows stay)."""
-        handles = self._handles
-        self._handles = list(itertools.compress(handles, (_refcounts(handles) > _UNREFERENCED).tolist()))
+        _drop_unreferenced(self._handles, 0)
+        self._pruned = len(self._handles)
         self._handle_limit = 2 * len(self._handles) + _MIN_CAPACITY
+
+    def _make_room(self) -> None:
+        """The operators' slow path, taken when ``n`` reaches ``_limit``: every
+        ``_PRUNE_EVERY`` rows, and when the tape is full.
+
+        It drops the unreferenced handles made since the last call, so that a
+        temporary Value is freed within a few hundred rows: left in the list
+        until a compaction, a loop's temporaries would pile up as survivors of
+        Python's cycle collector, whose collections then visit each of them (about
+        100 ns per operator on micrograd's expression, more than the append).
+        Then it makes room for one more row (compacting or growing, see
+        :meth:`reserve`) and sets the next ``_limit``.
+        """
+        _drop_unreferenced(self._handles, self._pruned)
+        self.reserve(1, 2)
+        self._pruned = len(self._handles)
+        self._limit = min(self._rows_cap, self.n + _PRUNE_EVERY)
 
     def collect(self) -> int:
         """Drop every row that no live ``Value`` depends on; returns rows freed.
@@ -240,10 +287,8 @@ class Graph:
         Runs automatically when the tape is full; safe to call at any time
         from user code (but not in the middle of a multi-row append).
         """
-        handles = self._handles
-        held = _refcounts(handles) > _UNREFERENCED  # by something other than this list
-        live = list(itertools.compress(handles, held.tolist()))
-        del handles
+        _drop_unreferenced(self._handles, 0)
+        live = self._handles
         rows = np.fromiter(map(_row_of, live), np.int64, len(live))
         if (rows < 0).any():  # freed handles (a rewind) still held by the user
             live = [v for v in live if v._row >= 0]
@@ -260,9 +305,10 @@ class Graph:
             for v, row in zip(live, new_index[rows].tolist()):
                 v._row = row
             self._handles = live
+            self._pruned = len(live)
             self._handle_limit = 2 * len(live) + _MIN_CAPACITY
             self.n = m
-            self.entries = int(self.pstart[m])
+            self._limit = min(self._rows_cap, m + _PRUNE_EVERY)
             self.n_eval = int(n_eval)
             self.mark[:] = 0
             self.stamp = 0
@@ -280,9 +326,10 @@ class Graph:
             for v in self._handles:
                 v._row = -1
             self._handles = []
+            self._pruned = 0
             self._vacate(0, self.n)
             self.n = 0
-            self.entries = 0
+            self._limit = min(self._rows_cap, _PRUNE_EVERY)
             self.n_eval = 0
             self.generation += 1
             self.compactions += 1
@@ -312,9 +359,10 @@ class Graph:
                 else:
                     live.append(v)
             self._handles = live
+            self._pruned = 0
             self._vacate(mark, self.n)
             self.n = mark
-            self.entries = int(self.pstart[mark])
+            self._limit = min(self._rows_cap, mark + _PRUNE_EVERY)
             self.n_eval = min(self.n_eval, mark)
             self.generation += 1  # cached row numbers may point at freed rows
         return True
@@ -332,7 +380,8 @@ class Graph:
     #
     # Interrupt safety: each append first writes the free rows and entries
     # beyond ``n``/``entries``, which no reader looks at, and then publishes them
-    # by setting the counters in one final statement with no call in it (CPython
+    # by setting ``n`` (and ``n_eval``) in one final statement with no call in it
+    # (``entries`` is ``pstart[n]``, so it follows) (CPython
     # runs a signal handler only at calls and loop jumps, a trace function only
     # between lines). Interrupted before that, it puts the rows it touched back
     # to their free state, again with no call: the tape is exactly as before the
@@ -373,7 +422,7 @@ class Graph:
             self.op[n] = op
             if aux:
                 self.aux[n] = aux
-            self.entries, self.n = s + k, n + 1  # publish
+            self.n = n + 1  # publish (entries is pstart[n])
         except BaseException:  # interrupted before publishing: row n back to free (no call here)
             self.op[n] = _LEAF
             self.aux[n] = 0.0
@@ -395,7 +444,7 @@ class Graph:
             self.op[n : n + m] = op
             self.aux[n : n + m] = aux
             self.grad[n : n + m] = 0.0
-            self.entries, self.n = s + m * k, n + m  # publish
+            self.n = n + m  # publish (entries is pstart[n])
         except BaseException:  # interrupted before publishing: rows n.. back to free (no call here)
             self.op[n : n + m] = _LEAF
             self.aux[n : n + m] = 0.0

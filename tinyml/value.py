@@ -5,10 +5,11 @@ A Value is only a handle ``(graph, row)``; its number lives in
 or gradient is needed (then one kernel call evaluates every pending row).
 
 An operator is the first cost a micrograd user measures, so its path is
-short: the operator method, then ``_unary`` or ``_binary``, which check
-the operands, write the row through the graph's memoryviews and make the
-handle, with no further Python call unless the tape is full. Constants are
-folded into the row (``x + 1`` is one ADD_C row with aux 1, no leaf for 1).
+short: the operator method itself (made by ``_arithmetic`` or ``_unary``)
+checks the operands, writes the row through the graph's memoryviews and
+makes the handle, with no further Python call except every few hundred rows
+(``Graph._make_room``). Constants are folded into the row (``x + 1`` is one
+ADD_C row with aux 1, no leaf for 1).
 """
 
 from __future__ import annotations
@@ -118,68 +119,139 @@ def same_graph(values: Iterable[Value]) -> Graph:
     return graph if graph is not None else current_graph()
 
 
-# The appends below keep the tape's interrupt safety (see "Interrupt safety" in
-# graph.py): they write the free row and entries beyond ``n``/``entries``, then
-# publish both counters in one statement with no call in it; a KeyboardInterrupt
-# before that puts the row back to its free state. A handle is made only after.
-def _unary(op: int, a: Value, aux: float | int = 0.0) -> Value:
-    """Append the row ``op(a)`` (constant ``aux``) and return its handle."""
-    g = a._graph
-    ra = a._row
-    if ra < 0:
+def _operands_error(a: Value, b: Value) -> Exception:
+    """The error for ``a <op> b`` when they are not two live handles of one graph."""
+    if a._row < 0 or b._row < 0:
+        return _stale(a if a._row < 0 else b)
+    return _two_graphs()
+
+
+# The operators are made by the two factories below, so that each kind of append
+# (two parent rows; one parent row and a constant; one parent row) is written once
+# and still runs inside the operator method itself, with no further Python call:
+# at micrograd's scale an operator is a few hundred ns, and a call is 50 of them.
+# (The rarer ops that take a parameter, such as leaky_relu, go through Graph.push.)
+# Each append writes the free row ``n`` and the entries from ``pstart[n]``, then
+# publishes the row by setting ``g.n`` in one statement with no call in it (see
+# "Interrupt safety" in graph.py); an interrupt before that puts the row back to
+# its free state. Every ``_PRUNE_EVERY`` rows, and when the tape is full, ``n``
+# reaches ``g._limit`` and ``Graph._make_room`` runs first (it may compact: rows
+# move, so they are read after it). Parent entries can run out before rows do (an
+# n-ary row takes many): the memoryview write then raises IndexError before
+# anything is published, and the operator makes room and starts again.
+def _arithmetic(op: int, op_c: int, name: str, negate: bool = False, reflected: bool = False):
+    """The operator method ``name``: a row ``op`` over two Values, or a row ``op_c``
+    over this Value with the constant ``other`` (``-other`` if ``negate``) in aux;
+    ``reflected``: ``other`` is the left operand."""
+
+    def method(self, other):
+        g = self._graph
+        n = g.n
+        if n >= g._limit:
+            g._make_room()  # may compact: rows move
+            n = g.n
+        t = type(other)
+        if t is Value:
+            ra = self._row
+            rb = other._row
+            if other._graph is not g or ra < 0 or rb < 0:
+                raise _operands_error(self, other)
+            if reflected:
+                ra, rb = rb, ra
+            ps = g._pstart_mv
+            s = ps[n]
+            try:
+                pidx = g._pidx_mv
+                pidx[s] = ra
+                pidx[s + 1] = rb
+                ps[n + 1] = s + 2
+                g._op_mv[n] = op
+                g.n = n + 1  # publish
+            except IndexError:  # parent entries full; nothing written to row n
+                g.reserve(1, 2)
+                return method(self, other)
+            except BaseException:  # before publishing: row n back to free (no call here)
+                g._op_mv[n] = _LEAF
+                raise
+        else:
+            if t is float or t is int:  # the memoryview converts an int
+                c = other
+            else:
+                c = _operand(other)
+                if c is None:
+                    return NotImplemented
+            if negate:
+                c = -c
+            r = self._row
+            if r < 0:
+                raise _stale(self)
+            ps = g._pstart_mv
+            s = ps[n]
+            try:
+                g._pidx_mv[s] = r
+                ps[n + 1] = s + 1
+                g._aux_mv[n] = c
+                g._op_mv[n] = op_c
+                g.n = n + 1  # publish
+            except IndexError:  # parent entries full; nothing written to row n
+                g.reserve(1, 1)
+                return method(self, other)
+            except BaseException:  # before publishing: row n back to free (no call here)
+                g._op_mv[n] = _LEAF
+                g._aux_mv[n] = 0.0
+                raise
+        v = _new(Value)
+        v._graph = g
+        v._row = n
+        g._handles.append(v)
+        return v
+
+    method.__name__, method.__qualname__ = name, f"Value.{name}"
+    return method
+
+
+def _unary(op: int, name: str):
+    """The method ``name``: a row ``op`` over this Value (no constant)."""
+
+    def method(self):
+        g = self._graph
+        n = g.n
+        if n >= g._limit:
+            g._make_room()  # may compact: rows move
+            n = g.n
+        r = self._row
+        if r < 0:
+            raise _stale(self)
+        ps = g._pstart_mv
+        s = ps[n]
+        try:
+            g._pidx_mv[s] = r
+            ps[n + 1] = s + 1
+            g._op_mv[n] = op
+            g.n = n + 1  # publish
+        except IndexError:  # parent entries full; nothing written to row n
+            g.reserve(1, 1)
+            return method(self)
+        except BaseException:  # before publishing: row n back to free (no call here)
+            g._op_mv[n] = _LEAF
+            raise
+        v = _new(Value)
+        v._graph = g
+        v._row = n
+        g._handles.append(v)
+        return v
+
+    method.__name__, method.__qualname__ = name, f"Value.{name}"
+    return method
+
+
+def _unary_with(op: int, a: Value, aux: float) -> Value:
+    """A row ``op`` over ``a`` with the constant ``aux`` (the ops that take a parameter)."""
+    if a._row < 0:
         raise _stale(a)
-    n = g.n
-    s = g.entries
-    if n >= g._rows_cap or s >= g._entries_cap:
-        g.reserve(1, 1)  # may compact: rows move
-        n, s, ra = g.n, g.entries, a._row
-    try:
-        g._pidx_mv[s] = ra
-        g._pstart_mv[n + 1] = s + 1
-        g._op_mv[n] = op
-        if aux:
-            g._aux_mv[n] = aux
-        g.entries, g.n = s + 1, n + 1  # publish
-    except BaseException:  # before publishing: row n back to free (no call here)
-        g._op_mv[n] = _LEAF
-        g._aux_mv[n] = 0.0
-        raise
-    v = _new(Value)
-    v._graph = g
-    v._row = n
-    g._handles.append(v)
-    return v
-
-
-def _binary(op: int, a: Value, b: Value) -> Value:
-    """Append the row ``op(a, b)`` and return its handle."""
     g = a._graph
-    if b._graph is not g:
-        same_graph((a, b))  # raises
-    ra = a._row
-    rb = b._row
-    if ra < 0 or rb < 0:
-        raise _stale(a if ra < 0 else b)
-    n = g.n
-    s = g.entries
-    if n >= g._rows_cap or s + 2 > g._entries_cap:
-        g.reserve(1, 2)  # may compact: rows move
-        n, s, ra, rb = g.n, g.entries, a._row, b._row
-    try:
-        pidx = g._pidx_mv
-        pidx[s] = ra
-        pidx[s + 1] = rb
-        g._pstart_mv[n + 1] = s + 2
-        g._op_mv[n] = op
-        g.entries, g.n = s + 2, n + 1  # publish
-    except BaseException:  # before publishing: row n back to free (no call here)
-        g._op_mv[n] = _LEAF
-        raise
-    v = _new(Value)
-    v._graph = g
-    v._row = n
-    g._handles.append(v)
-    return v
+    g.reserve(1, 1)
+    return wrap(g, g.push(op, (a._row,), aux))
 
 
 class Value:
@@ -205,13 +277,14 @@ class Value:
         else:
             raise TypeError(f"Value(graph=...): expected a tm.Graph, got {type(graph).__name__}")
         n = g.n
-        if n >= g._rows_cap:
-            g.reserve(1, 0)
+        if n >= g._limit:
+            g._make_room()
             n = g.n
         # Graph.push_leaf, inline: a free row's data is never read, so only the
         # counters need publishing (one statement, no call in it)
         g._data_mv[n] = data
-        g._pstart_mv[n + 1] = g.entries
+        ps = g._pstart_mv
+        ps[n + 1] = ps[n]
         if g.n_eval == n:  # a leaf needs no evaluation
             g.n, g.n_eval = n + 1, n + 1  # publish
         else:
@@ -286,94 +359,29 @@ class Value:
         return f"Value(data={self.data!r}, grad={self.grad!r})"
 
     # -- arithmetic ----------------------------------------------------------
-    # A float or int constant goes straight into the row's aux (the memoryview
-    # converts an int); any other real number through _operand; anything else
-    # gives NotImplemented, so Python tries the other operand.
-    def __add__(self, other: Value | float) -> Value:
-        t = type(other)
-        if t is Value:
-            return _binary(_ADD, self, other)
-        if t is float or t is int:
-            return _unary(_ADD_C, self, other)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_ADD_C, self, c)
-
-    def __radd__(self, other: float) -> Value:
-        t = type(other)
-        if t is float or t is int:
-            return _unary(_ADD_C, self, other)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_ADD_C, self, c)
-
-    def __sub__(self, other: Value | float) -> Value:
-        t = type(other)
-        if t is Value:
-            return _binary(_SUB, self, other)
-        if t is float or t is int:
-            return _unary(_ADD_C, self, -other)  # x - c == x + (-c)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_ADD_C, self, -c)
-
-    def __rsub__(self, other: float) -> Value:
-        t = type(other)
-        if t is float or t is int:
-            return _unary(_RSUB_C, self, other)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_RSUB_C, self, c)
-
-    def __mul__(self, other: Value | float) -> Value:
-        t = type(other)
-        if t is Value:
-            return _binary(_MUL, self, other)
-        if t is float or t is int:
-            return _unary(_MUL_C, self, other)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_MUL_C, self, c)
-
-    def __rmul__(self, other: float) -> Value:
-        t = type(other)
-        if t is float or t is int:
-            return _unary(_MUL_C, self, other)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_MUL_C, self, c)
-
-    def __truediv__(self, other: Value | float) -> Value:
-        t = type(other)
-        if t is Value:
-            return _binary(_DIV, self, other)
-        if t is float or t is int:
-            return _unary(_DIV_C, self, other)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_DIV_C, self, c)
-
-    def __rtruediv__(self, other: float) -> Value:
-        t = type(other)
-        if t is float or t is int:
-            return _unary(_RDIV_C, self, other)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_RDIV_C, self, c)
-
-    def __pow__(self, other: Value | float) -> Value:
-        t = type(other)
-        if t is Value:
-            return _binary(_POW, self, other)
-        if t is float or t is int:
-            return _unary(_POW_C, self, other)
-        c = _operand(other)
-        return NotImplemented if c is None else _unary(_POW_C, self, c)
+    # A Value operand gives a two-parent row; a real number goes into the row's aux
+    # (``x - c`` is ``x + (-c)``); anything else gives NotImplemented, so Python
+    # tries the other operand (a Tensor, say) and raises TypeError if neither knows it.
+    __add__ = _arithmetic(_ADD, _ADD_C, "__add__")
+    __radd__ = _arithmetic(_ADD, _ADD_C, "__radd__", reflected=True)
+    __sub__ = _arithmetic(_SUB, _ADD_C, "__sub__", negate=True)
+    __rsub__ = _arithmetic(_SUB, _RSUB_C, "__rsub__", reflected=True)
+    __mul__ = _arithmetic(_MUL, _MUL_C, "__mul__")
+    __rmul__ = _arithmetic(_MUL, _MUL_C, "__rmul__", reflected=True)
+    __truediv__ = _arithmetic(_DIV, _DIV_C, "__truediv__")
+    __rtruediv__ = _arithmetic(_DIV, _RDIV_C, "__rtruediv__", reflected=True)
+    __pow__ = _arithmetic(_POW, _POW_C, "__pow__")
 
     def __rpow__(self, other: float) -> Value:
         c = _operand(other)
-        return NotImplemented if c is None else _binary(_POW, Value(c, self._graph), self)
+        return NotImplemented if c is None else Value(c, self._graph) ** self  # c ** x: a leaf for c
 
-    def __neg__(self) -> Value:
-        return _unary(_NEG, self)
+    __neg__ = _unary(_NEG, "__neg__")
 
     def __pos__(self) -> Value:
         return self
 
-    def __abs__(self) -> Value:
-        return _unary(_ABS, self)
+    __abs__ = _unary(_ABS, "__abs__")
 
     # Seed-style names (the Rust original's API): Value.add(a, b) etc.
     def add(self, other: Value | float) -> Value:
@@ -395,46 +403,32 @@ class Value:
         return -self
 
     # -- activations and elementary functions ---------------------------------
-    def relu(self) -> Value:
-        return _unary(_RELU, self)
-
-    def tanh(self) -> Value:
-        return _unary(Op.TANH, self)
-
-    def sigmoid(self) -> Value:
-        return _unary(Op.SIGMOID, self)
-
+    relu = _unary(_RELU, "relu")
+    tanh = _unary(int(Op.TANH), "tanh")
+    sigmoid = _unary(int(Op.SIGMOID), "sigmoid")
     sigm = sigmoid  # the Rust original's name
-
-    def exp(self) -> Value:
-        return _unary(Op.EXP, self)
-
-    def log(self) -> Value:
-        """Natural log; log(0) = -inf and log(x < 0) = nan, as IEEE and PyTorch."""
-        return _unary(Op.LOG, self)
+    exp = _unary(int(Op.EXP), "exp")
+    log = _unary(int(Op.LOG), "log")
+    log.__doc__ = "Natural log; log(0) = -inf and log(x < 0) = nan, as IEEE and PyTorch."
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Value:
-        return _unary(Op.LEAKY_RELU, self, _number(negative_slope, "leaky_relu slope"))
+        return _unary_with(int(Op.LEAKY_RELU), self, _number(negative_slope, "leaky_relu slope"))
 
     def gelu(self, approximate: str = "none") -> Value:
         """GELU; ``approximate="none"`` is the exact erf form, ``"tanh"`` the approximation."""
         if approximate == "none":
-            return _unary(Op.GELU_ERF, self)
+            return _gelu_erf(self)
         if approximate == "tanh":
-            return _unary(Op.GELU_TANH, self)
+            return _gelu_tanh(self)
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
-    def silu(self) -> Value:
-        return _unary(Op.SILU, self)
-
+    silu = _unary(int(Op.SILU), "silu")
     swish = silu
+    softplus = _unary(int(Op.SOFTPLUS), "softplus")
+    softplus.__doc__ = "log(1 + exp(x)), finite for large |x|."
+    abs = _unary(_ABS, "abs")
+    sqrt = _unary(int(Op.SQRT), "sqrt")
 
-    def softplus(self) -> Value:
-        """log(1 + exp(x)), finite for large |x|."""
-        return _unary(Op.SOFTPLUS, self)
 
-    def abs(self) -> Value:
-        return _unary(Op.ABS, self)
-
-    def sqrt(self) -> Value:
-        return _unary(Op.SQRT, self, 0.0)
+_gelu_erf = _unary(int(Op.GELU_ERF), "gelu")
+_gelu_tanh = _unary(int(Op.GELU_TANH), "gelu")
