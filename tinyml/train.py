@@ -305,6 +305,7 @@ class Program:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_tapes"] = {}  # lane-width caches: rebuilt on first use
+        state.pop("_rows_cache", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -342,13 +343,19 @@ class Program:
         tape.shared[self.param_rows] = self._current_values()
         return tape
 
-    def _param_rows_in_graph(self) -> list[int]:
-        """Where the parameters live in the graph now (compaction may have moved them)."""
-        rows = [p._row for p in self.params]
-        if rows and min(rows) < 0:
+    def _param_rows_in_graph(self) -> np.ndarray:
+        """Where the parameters live in the graph now (compaction may have moved them).
+        Cached until the graph moves or frees rows (its ``generation``): a fit reads them
+        after every kernel call, and a wide network has a hundred thousand."""
+        cached = self.__dict__.get("_rows_cache")
+        if cached is not None and cached[0] == self.graph.generation:
+            return cached[1]
+        rows = np.fromiter((p._row for p in self.params), np.int64, len(self.params))
+        if len(rows) and rows.min() < 0:
             raise RuntimeError(
                 "this program's parameters were freed (their graph was cleared); compile it again"
             )
+        self._rows_cache = (self.graph.generation, rows)
         return rows
 
     def _current_values(self) -> np.ndarray:
