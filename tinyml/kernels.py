@@ -325,11 +325,12 @@ def exp(x):
 
 @inline_kernel
 def sigmoid(x):
-    """Logistic function, exact 0 and 1 at the extremes, never NaN for finite x."""
-    if x >= 0.0:
-        return 1.0 / (1.0 + exp(-x))
-    e = exp(x)
-    return e / (1.0 + e)
+    """Logistic function, exact 0 and 1 at the extremes, never NaN for finite x.
+
+    1 / (1 + e^-x) for x >= 0 and e^x / (1 + e^x) below, both from one e = e^-|x|
+    and a select rather than a branch, so lane loops over it vectorise."""
+    e = exp(-abs(x))
+    return (1.0 if x >= 0.0 else e) / (1.0 + e)
 
 
 @inline_kernel

@@ -482,7 +482,8 @@ def forward_rows(graph: Graph, layers, rows: list[int]) -> list[int]:
     """Append each layer's rows over input ``rows``; no room check (reserve first).
 
     A neuron whose activation can be fused (tanh, sigmoid, relu, none) is one
-    NEURON row; any other is an AFFINE row plus an activation row.
+    NEURON row; any other is an AFFINE row plus an activation row (a layer's
+    AFFINE rows first, then its activation rows).
     """
     push = graph.push
     for layer in layers:
@@ -490,9 +491,11 @@ def forward_rows(graph: Graph, layers, rows: list[int]) -> list[int]:
         if fused:
             rows = [push(Op.NEURON, neuron._param_rows() + rows, act) for neuron in layer.neurons]
         else:
-            rows = [
-                push(act, (push(Op.AFFINE, neuron._param_rows() + rows),), aux) for neuron in layer.neurons
-            ]
+            # the layer's AFFINE rows first, then its activation rows: the affine rows are then
+            # one run over the same inputs, which fit runs as one dense block (interleaved,
+            # each neuron was a block of its own: gelu, silu, ... trained 3.5x slower than tanh)
+            pre = [push(Op.AFFINE, neuron._param_rows() + rows) for neuron in layer.neurons]
+            rows = [push(act, (r,), aux) for r in pre]
     return rows
 
 
