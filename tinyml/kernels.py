@@ -242,18 +242,12 @@ LN2_HI = 6.93145751953125e-1
 LN2_LO = 1.42860682030941723212e-6
 
 
-@kernel
-def tanh(x):
-    """tanh in plain arithmetic (within 4 ulp of math.tanh), so lane loops vectorise.
-
-    tanh|x| = m / (m + 2) with m = expm1(2|x|). expm1(y) = 2^n (1 + q(r)) - 1
-    with y = n ln2 + r, |r| <= ln2/2, q(r) = exp(r) - 1 by its Taylor series to
-    r^13 (truncation < 1e-17 relative). For n = 0 (small |x|) m = q exactly, so
-    small inputs keep full relative accuracy. |x| is capped at 20, where tanh
-    already rounds to 1.0; NaN passes through; the sign (also of -0.0) is kept.
-    """
-    y = min(abs(x), 20.0) * 2.0
-    n = np.floor(y * LOG2E + 0.5)  # kept a float: no conversions on the critical path
+@inline_kernel
+def expm1_parts(y):
+    """(n, q) with y = n ln2 + r, |r| <= ln2/2, and q = e^r - 1 by its Taylor series to
+    r^13 (truncation < 1e-17 relative): e^y = 2^n (1 + q). The one reduction of
+    ``tanh`` and ``exp``; n is a whole float (no conversions on the critical path)."""
+    n = np.floor(y * LOG2E + 0.5)
     r = (y - n * LN2_HI) - n * LN2_LO
     # q(r) = r + r^2/2! + ... + r^13/13!, by Estrin's scheme (shorter dependency
     # chain than Horner's, which matters when few lanes are in flight)
@@ -270,6 +264,21 @@ def tanh(x):
     b2 = a3 + r2 * a4
     b3 = a5 + r2 * a6
     q = r * ((b1 + r4 * b2) + r8 * (b3 + r4 * (1.0 / 6227020800.0)))
+    return n, q
+
+
+@kernel
+def tanh(x):
+    """tanh in plain arithmetic (within 4 ulp of math.tanh), so lane loops vectorise.
+
+    tanh|x| = m / (m + 2) with m = expm1(2|x|). expm1(y) = 2^n (1 + q(r)) - 1
+    with y = n ln2 + r, |r| <= ln2/2, q(r) = exp(r) - 1 by its Taylor series to
+    r^13 (truncation < 1e-17 relative). For n = 0 (small |x|) m = q exactly, so
+    small inputs keep full relative accuracy. |x| is capped at 20, where tanh
+    already rounds to 1.0; NaN passes through; the sign (also of -0.0) is kept.
+    """
+    y = min(abs(x), 20.0) * 2.0
+    n, q = expm1_parts(y)
     p = float(np.int64(1) << np.int64(n))  # 2^n, n in 0..58: exact
     m = p * q + (p - 1.0)
     t = math.copysign(m / (m + 2.0), x)
@@ -301,21 +310,7 @@ def exp(x):
     x is clamped to [EXP_LO, EXP_HI] first (inf gives inf, -inf gives 0); NaN passes.
     """
     y = min(max(x, EXP_LO), EXP_HI)
-    n = math.floor(y * LOG2E + 0.5)
-    r = (y - n * LN2_HI) - n * LN2_LO
-    r2 = r * r
-    r4 = r2 * r2
-    r8 = r4 * r4
-    a1 = 1.0 + r * (1.0 / 2.0)
-    a2 = 1.0 / 6.0 + r * (1.0 / 24.0)
-    a3 = 1.0 / 120.0 + r * (1.0 / 720.0)
-    a4 = 1.0 / 5040.0 + r * (1.0 / 40320.0)
-    a5 = 1.0 / 362880.0 + r * (1.0 / 3628800.0)
-    a6 = 1.0 / 39916800.0 + r * (1.0 / 479001600.0)
-    b1 = a1 + r2 * a2
-    b2 = a3 + r2 * a4
-    b3 = a5 + r2 * a6
-    q = r * ((b1 + r4 * b2) + r8 * (b3 + r4 * (1.0 / 6227020800.0)))
+    n, q = expm1_parts(y)
     half = math.floor(n * 0.5)
     p1 = _double_from_bits((np.int64(half) + np.int64(1023)) << np.int64(52))
     p2 = _double_from_bits((np.int64(n - half) + np.int64(1023)) << np.int64(52))
