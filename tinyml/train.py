@@ -239,9 +239,9 @@ class Program:
         if not outputs:
             raise ValueError("compile: give at least one output Value")
         for what, seq in (("output", outputs), ("input", inputs), ("parameter", params), ("noise", noise)):
-            for i, v in enumerate(seq):
-                if type(v) is not Value:
-                    raise TypeError(f"compile: {what} {i} is {type(v).__name__}, expected a Value")
+            if seq and set(map(type, seq)) != {Value}:  # (in C: a wide layer has 100k parameters)
+                i, v = next((i, v) for i, v in enumerate(seq) if type(v) is not Value)
+                raise TypeError(f"compile: {what} {i} is {type(v).__name__}, expected a Value")
         graph = same_graph(outputs + inputs + params + noise)
         rows_in = [v._row for v in inputs]
         rows_p = [v._row for v in params]
