@@ -1079,3 +1079,9 @@ def test_compile_names_the_first_input_or_parameter_that_is_not_a_leaf():
         tm.compile([c * 3.0], [a], [b, c])
     with pytest.raises(ValueError, match="compile: input 0 is not a leaf"):
         tm.compile([c * 3.0], [c], [a])
+
+
+def test_compile_names_the_first_argument_that_is_not_a_value():
+    a, b = tm.Value(1.0), tm.Value(2.0)
+    with pytest.raises(TypeError, match="compile: parameter 1 is float, expected a Value"):
+        tm.compile([a * b], [a], [b, 3.0])
