@@ -92,3 +92,28 @@ def test_tanh_within_4_ulp_of_math():
     nonzero = want != 0.0
     assert ulps(got[nonzero], want[nonzero]).max() <= 4.0
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want))  # -0.0 keeps its sign
+
+
+@njit(cache=True)
+def _log1p_all(xs, out):
+    for i in range(xs.shape[0]):
+        out[i] = kernels.log1p_unit(xs[i])
+
+
+def test_log1p_on_the_unit_interval_is_within_4_ulp_of_math():
+    # softplus's log1p(exp(-|x|)): arguments in [0, 1], subnormals included
+    rng = np.random.default_rng(7)
+    xs = np.concatenate(
+        [
+            rng.uniform(0.0, 1.0, 200_000),
+            np.exp(rng.uniform(-745.0, 0.0, 50_000)),
+            [0.0, 5e-324, 2.2250738585072014e-308, 1e-300, 1e-17, 1e-8, 0.5, 1.0 - 2**-53, 1.0],
+        ]
+    )
+    got = np.empty_like(xs)
+    _log1p_all(xs, got)
+    want = np.array([math.log1p(x) for x in xs])
+    assert ulps(got, want).max() <= 4.0
+    nan = np.array([math.nan])
+    _log1p_all(nan, nan)
+    assert math.isnan(nan[0])
