@@ -15,13 +15,13 @@ from numba import njit
 from tinyml import kernels
 
 
-@njit(cache=True)
+@njit(cache=False)  # (a cached copy would keep an inlined kernel from before an edit of kernels.py)
 def _exp_all(xs, out):
     for i in range(xs.shape[0]):
         out[i] = kernels.exp(xs[i])
 
 
-@njit(cache=True)
+@njit(cache=False)  # (a cached copy would keep an inlined kernel from before an edit of kernels.py)
 def _tanh_all(xs, out):
     for i in range(xs.shape[0]):
         out[i] = kernels.tanh(xs[i])
@@ -94,7 +94,7 @@ def test_tanh_within_4_ulp_of_math():
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want))  # -0.0 keeps its sign
 
 
-@njit(cache=True)
+@njit(cache=False)  # (a cached copy would keep an inlined kernel from before an edit of kernels.py)
 def _log1p_all(xs, out):
     for i in range(xs.shape[0]):
         out[i] = kernels.log1p_unit(xs[i])

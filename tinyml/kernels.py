@@ -341,25 +341,25 @@ def log1p_unit(t):
     2u (1 + v/3 + v^2/5 + ... + v^16/33), v = u^2 (truncation below 2^-54 relative)."""
     u = t / (2.0 + t)
     v = u * u
-    v2 = v * v
-    v4 = v2 * v2
-    v8 = v4 * v4
-    # the 17 terms by Estrin's scheme: pairs, then pairs of pairs, ...
-    c0 = 1.0 + v * (1.0 / 3.0)
-    c1 = 1.0 / 5.0 + v * (1.0 / 7.0)
-    c2 = 1.0 / 9.0 + v * (1.0 / 11.0)
-    c3 = 1.0 / 13.0 + v * (1.0 / 15.0)
-    c4 = 1.0 / 17.0 + v * (1.0 / 19.0)
-    c5 = 1.0 / 21.0 + v * (1.0 / 23.0)
-    c6 = 1.0 / 25.0 + v * (1.0 / 27.0)
-    c7 = 1.0 / 29.0 + v * (1.0 / 31.0)
-    d0 = c0 + v2 * c1
-    d1 = c2 + v2 * c3
-    d2 = c4 + v2 * c5
-    d3 = c6 + v2 * c7
-    e0 = d0 + v4 * d1
-    e1 = d2 + v4 * d3
-    s = e0 + v8 * (e1 + v8 * (1.0 / 33.0))
+    # Horner's scheme, written out (a loop here keeps the lane loop from vectorising;
+    # Estrin's scheme, tried, rounds to 5 ulp)
+    s = 1.0 / 33.0
+    s = 1.0 / 31.0 + v * s
+    s = 1.0 / 29.0 + v * s
+    s = 1.0 / 27.0 + v * s
+    s = 1.0 / 25.0 + v * s
+    s = 1.0 / 23.0 + v * s
+    s = 1.0 / 21.0 + v * s
+    s = 1.0 / 19.0 + v * s
+    s = 1.0 / 17.0 + v * s
+    s = 1.0 / 15.0 + v * s
+    s = 1.0 / 13.0 + v * s
+    s = 1.0 / 11.0 + v * s
+    s = 1.0 / 9.0 + v * s
+    s = 1.0 / 7.0 + v * s
+    s = 1.0 / 5.0 + v * s
+    s = 1.0 / 3.0 + v * s
+    s = 1.0 + v * s
     return 2.0 * u * s
 
 
