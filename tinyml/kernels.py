@@ -1430,21 +1430,7 @@ def dense_backward(op, data, grad, shared, shared_grad, blocks, wrows, k, g, gw,
     # the gradient at each unit's pre-activation (the rule: unary_derivative from z alone)
     for h in range(units):
         r = o0 + h
-        if act == TANH:
-            for lane in range(lanes):
-                z = data[r, lane]
-                g[h, lane] = grad[r, lane] * unary_derivative(np.uint8(TANH), z, z, 0.0)
-        elif act == SIGMOID:
-            for lane in range(lanes):
-                z = data[r, lane]
-                g[h, lane] = grad[r, lane] * unary_derivative(np.uint8(SIGMOID), z, z, 0.0)
-        elif act == RELU:
-            for lane in range(lanes):
-                z = data[r, lane]
-                g[h, lane] = grad[r, lane] * unary_derivative(np.uint8(RELU), z, z, 0.0)
-        else:
-            for lane in range(lanes):
-                g[h, lane] = grad[r, lane]
+        pre_activation_grad(act, grad, data, r, g[h])  # (a row view: free, NRT is off here)
         for lane in range(lanes):
             grad[r, lane] = 0.0
     inputs = 0  # how many of the input rows take a gradient (INPUT rows take none)
