@@ -43,7 +43,7 @@ _LEAF = int(Op.LEAF)
 _PRUNE_EVERY = 256
 
 _getrefcount = sys.getrefcount
-_row_of = operator.attrgetter("_row")
+row_of = operator.attrgetter("_row")  # a Value's row (map(row_of, values) runs in C)
 
 
 class _Probe:
@@ -108,6 +108,19 @@ class hold_interrupts:
             self._previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
         elif self._previous == signal.SIG_DFL:
             signal.raise_signal(signal.SIGINT)  # the default action: the process ends
+
+
+def cached_rows(values, graph, cache, freed: str) -> tuple[np.ndarray, tuple]:
+    """(rows, cache): the tape rows of the fixed list ``values`` as int64, read from
+    ``cache`` = (graph generation, rows) while ``graph`` has not moved or freed rows
+    since, else read anew (a RuntimeError ``freed`` if one was freed). For the owners
+    that read thousands of parameter rows per step or per kernel call."""
+    if cache is not None and cache[0] == graph.generation:
+        return cache[1], cache
+    rows = np.fromiter(map(row_of, values), np.int64, len(values))
+    if len(rows) and rows.min() < 0:
+        raise RuntimeError(freed)
+    return rows, (graph.generation, rows)
 
 
 def writable_arrays(state: dict) -> dict:
@@ -289,7 +302,7 @@ class Graph:
         """
         _drop_unreferenced(self._handles, 0)
         live = self._handles
-        rows = np.fromiter(map(_row_of, live), np.int64, len(live))
+        rows = np.fromiter(map(row_of, live), np.int64, len(live))
         if (rows < 0).any():  # freed handles (a rewind) still held by the user
             live = [v for v in live if v._row >= 0]
             rows = rows[rows >= 0]

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from . import kernels
-from .graph import hold_interrupts
+from .graph import cached_rows, hold_interrupts, row_of
 from .ops import Op
 from .value import Value
 
@@ -90,7 +90,6 @@ def _flag(x: object, name: str) -> float:
     return 1.0 if x else 0.0
 
 
-_ROW = operator.attrgetter("_row")
 _GRAPH = operator.attrgetter("_graph")
 
 
@@ -115,7 +114,7 @@ def _check_params(params: object) -> list[Value]:
     values = params[:k]
     if values:
         graph = values[0]._graph
-        rows = np.fromiter(map(_ROW, values), np.int64, len(values))
+        rows = np.fromiter(map(row_of, values), np.int64, len(values))
         freed = rows < 0
         if set(map(_GRAPH, values)) == {graph}:
             other = np.zeros(len(values), np.bool_)
@@ -192,13 +191,9 @@ class Optimizer:
     # -- the eager step ---------------------------------------------------------
     def rows(self) -> np.ndarray:
         """Tape rows of ``params``, in order (cached until the graph is compacted)."""
-        graph = self.graph
-        if self._rows_cache[0] != graph.generation:
-            rows = np.fromiter((p._row for p in self.params), np.int64, len(self.params))
-            if rows.min() < 0:
-                raise RuntimeError("a parameter of this optimizer was freed (its graph was cleared)")
-            self._rows_cache = (graph.generation, rows)
-        return self._rows_cache[1]
+        freed = "a parameter of this optimizer was freed (its graph was cleared)"
+        rows, self._rows_cache = cached_rows(self.params, self.graph, self._rows_cache, freed)
+        return rows
 
     def step(self) -> None:
         """Update every parameter from its current gradient (one step)."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import dense, kernels
-from .graph import Graph, current_graph, writable_arrays
+from .graph import Graph, cached_rows, current_graph, writable_arrays
 from .ops import Op
 from .optim import SGD
 from .tensor import Tensor
@@ -347,15 +347,9 @@ class Program:
         """Where the parameters live in the graph now (compaction may have moved them).
         Cached until the graph moves or frees rows (its ``generation``): a fit reads them
         after every kernel call, and a wide network has a hundred thousand."""
-        cached = self.__dict__.get("_rows_cache")
-        if cached is not None and cached[0] == self.graph.generation:
-            return cached[1]
-        rows = np.fromiter((p._row for p in self.params), np.int64, len(self.params))
-        if len(rows) and rows.min() < 0:
-            raise RuntimeError(
-                "this program's parameters were freed (their graph was cleared); compile it again"
-            )
-        self._rows_cache = (self.graph.generation, rows)
+        freed = "this program's parameters were freed (their graph was cleared); compile it again"
+        cache = self.__dict__.get("_rows_cache")
+        rows, self._rows_cache = cached_rows(self.params, self.graph, cache, freed)
         return rows
 
     def _current_values(self) -> np.ndarray:
